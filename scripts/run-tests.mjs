@@ -1,0 +1,34 @@
+// Finds every *.test.ts under the given folders (default: src and test) and runs them
+// with Node's built-in test runner through the tsx loader. A script, not a shell glob,
+// because npm runs scripts with sh, where ** is not recursive.
+import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const args = process.argv.slice(2);
+const flags = args.filter((a) => a.startsWith("--"));
+const roots = args.filter((a) => !a.startsWith("--"));
+
+function collect(path, out) {
+  if (statSync(path).isFile()) {
+    if (path.endsWith(".test.ts")) out.push(path);
+    return out;
+  }
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    if (entry.name === "node_modules" || entry.name.startsWith(".")) continue;
+    collect(join(path, entry.name), out);
+  }
+  return out;
+}
+
+const files = (roots.length ? roots : ["src", "test"]).flatMap((r) => collect(r, [])).sort();
+if (files.length === 0) {
+  console.error("no test files found");
+  process.exit(1);
+}
+const child = spawn(
+  process.execPath,
+  ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=120000", ...flags, ...files],
+  { stdio: "inherit" },
+);
+child.on("exit", (code, signal) => process.exit(signal ? 1 : (code ?? 1)));

@@ -1,0 +1,31 @@
+/**
+ * What every CLI command receives. Commands never reach for process.* directly, so tests can
+ * run them in-process with captured output, a fake environment and an injected clock.
+ */
+import type { Readable, Writable } from "node:stream";
+import type { Clock } from "../core/clock.js";
+import type { FetchLike } from "../oauth/http.js";
+
+export interface CliIO {
+  stdout: Writable;
+  stderr: Writable;
+  stdin: Readable;
+}
+
+export interface CliContext extends CliIO {
+  env: NodeJS.ProcessEnv;
+  clock: Clock;
+  fetch?: FetchLike;
+  /** Aborted on SIGINT/SIGTERM; long-running commands stop cleanly when it fires. */
+  signal: AbortSignal;
+  /** Whether a human is at a terminal (stdin and stderr are TTYs). */
+  interactive: boolean;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  /** Returns the process exit code. Throws TokenkeeperError for mapped failures. */
+  run(args: string[], ctx: CliContext): Promise<number>;
+}

@@ -1,0 +1,542 @@
+/**
+ * The token manager: hands out access tokens that are valid for as long as the caller needs,
+ * refreshing ahead of expiry, once per connector at a time in this process (single-flight) and
+ * across processes and machines (the store's lock, then a re-read). The new token set is
+ * durable in the store before anyone sees the new access token, so a crash can never lose a
+ * rotated refresh token that the server already considers current.
+ */
+import { type Clock, systemClock } from "../core/clock.js";
+import {
+  ConflictError,
+  LockTimeoutError,
+  NotFoundError,
+  ReauthRequiredError,
+  type ReauthReason,
+  TokenkeeperError,
+  TransientError,
+} from "../core/errors.js";
+import type { ConnectorRecord, TokenSet } from "../core/record.js";
+import type { Secret } from "../core/secret.js";
+import type { FetchLike } from "../oauth/http.js";
+import { clientCredentialsGrant, type GrantOutcome, refreshGrant, TokenEndpointError } from "../oauth/token-endpoint.js";
+import type { Store, StoredRecord } from "../store/types.js";
+import { updateRecord } from "../store/update.js";
+import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
+import {
+  backoffDelayMs,
+  classifyOAuthError,
+  DEFAULT_REFRESH_AHEAD_MS,
+  DEFAULT_RETRY,
+  freshness,
+  type RetryPolicy,
+  reauthAction,
+} from "./refresh-policy.js";
+
+export interface TokenManagerOptions {
+  store: Store;
+  clock?: Clock;
+  fetch?: FetchLike;
+  /** Upper bound of the refresh-ahead window (default 5 min; the window is also at most half the lifetime). */
+  refreshAheadMs?: number;
+  /** Timeout of each token-endpoint request (default 10 s). */
+  requestTimeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+  /** The cross-process refresh lock: lease (default 30 s) and how long to wait for it (default 20 s). */
+  lock?: { leaseMs?: number; waitMs?: number };
+  /** Warn when the server's clock differs from ours by more than this (default 30 s). */
+  skewWarnMs?: number;
+  /** How often a connector in reauth_required state is re-read from the store, to notice a new login (default 1 s). */
+  reauthRecheckMs?: number;
+  random?: () => number;
+  onEvent?: EventListener;
+}
+
+export interface AccessToken {
+  connector: string;
+  token: Secret;
+  tokenType: string;
+  /** Epoch ms by the local clock; null when the server gave no lifetime. */
+  expiresAt: number | null;
+  scope?: string;
+}
+
+export interface GetTokenOptions {
+  /** The token must stay valid at least this long (ms). Capped by the lifetime the server grants. */
+  minTtlMs?: number;
+  signal?: AbortSignal;
+}
+
+interface CacheEntry {
+  stored: StoredRecord;
+  /** When the entry was last read from or written to the store (local clock). */
+  checkedAt: number;
+  /** After a failed refresh: no new attempt before this time, callers get the failure at once. */
+  cooldown?: { until: number; error: TokenkeeperError };
+}
+
+interface FlightOptions {
+  minTtlMs: number;
+  /** The access token a server rejected (401): refresh even if it looks fresh, unless the store already moved on. */
+  rejected?: Secret;
+  signal?: AbortSignal;
+}
+
+export class TokenManager {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly #fetch: FetchLike | undefined;
+  readonly #refreshAheadMs: number;
+  readonly #requestTimeoutMs: number;
+  readonly #retry: RetryPolicy;
+  readonly #leaseMs: number;
+  readonly #lockWaitMs: number;
+  readonly #skewWarnMs: number;
+  readonly #reauthRecheckMs: number;
+  readonly #random: () => number;
+  readonly #events = new EventHub();
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #flights = new Map<string, Promise<CacheEntry>>();
+  #closed = false;
+
+  constructor(options: TokenManagerOptions) {
+    this.store = options.store;
+    this.clock = options.clock ?? systemClock;
+    this.#fetch = options.fetch;
+    this.#refreshAheadMs = options.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.#leaseMs = options.lock?.leaseMs ?? 30_000;
+    this.#lockWaitMs = options.lock?.waitMs ?? 20_000;
+    this.#skewWarnMs = options.skewWarnMs ?? 30_000;
+    this.#reauthRecheckMs = options.reauthRecheckMs ?? 1_000;
+    this.#random = options.random ?? Math.random;
+    if (options.onEvent) this.#events.subscribe(options.onEvent);
+  }
+
+  /** Observe events; returns an unsubscribe function. */
+  subscribe(listener: EventListener): () => void {
+    return this.#events.subscribe(listener);
+  }
+
+  /**
+   * An access token valid for at least `minTtlMs`. The hot path (a fresh token in memory) does
+   * no I/O. Inside the refresh-ahead window the current token is returned at once and a refresh
+   * runs in the background; only a token that would not last `minTtlMs` makes the caller wait.
+   */
+  async getAccessToken(connector: string, options: GetTokenOptions = {}): Promise<AccessToken> {
+    const minTtlMs = options.minTtlMs ?? 0;
+    const entry = this.#cache.get(connector);
+    if (entry) {
+      const tokens = entry.stored.record.tokens;
+      const now = this.clock.now();
+      const state = freshness(tokens, now, minTtlMs, this.#aheadMs(entry.stored.record));
+      if (state === "fresh") return this.#hand(entry);
+      if (state === "usable") {
+        if (!entry.cooldown || now >= entry.cooldown.until) this.#background(connector, minTtlMs);
+        return this.#hand(entry);
+      }
+      if (entry.cooldown && now < entry.cooldown.until) throw entry.cooldown.error;
+      // Fail fast without I/O: a connector that needs a human stays that way until a new login,
+      // which we notice by re-reading the store at most every reauthRecheckMs.
+      const reauth = this.#reauthFromState(entry.stored);
+      if (reauth && now - entry.checkedAt < this.#reauthRecheckMs) throw reauth;
+    }
+    const fresh = await this.#flight(connector, { minTtlMs, ...(options.signal ? { signal: options.signal } : {}) });
+    return this.#hand(fresh, minTtlMs);
+  }
+
+  /**
+   * Called when a resource server rejected `rejected` with 401 invalid_token: refresh now (once
+   * for all callers that saw the same rejection) unless the store already holds a newer token.
+   */
+  async refreshAfterRejection(connector: string, rejected: Secret, options: { signal?: AbortSignal } = {}): Promise<AccessToken> {
+    const entry = await this.#flight(connector, { minTtlMs: 0, rejected, ...(options.signal ? { signal: options.signal } : {}) });
+    return this.#hand(entry);
+  }
+
+  /** Forces a refresh now (used by `keepalive` so idle refresh tokens do not lapse). */
+  async refreshNow(connector: string, options: { signal?: AbortSignal } = {}): Promise<AccessToken> {
+    const current = await this.#read(connector);
+    const rejected = current.record.tokens?.accessToken;
+    const entry = await this.#flight(connector, { minTtlMs: 0, ...(rejected ? { rejected } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    return this.#hand(entry);
+  }
+
+  /** The record as last seen by this manager (no I/O), for status displays. */
+  cached(connector: string): StoredRecord | undefined {
+    return this.#cache.get(connector)?.stored;
+  }
+
+  /** Forgets cached state, so the next call reads the store (after a login or logout elsewhere). */
+  invalidate(connector?: string): void {
+    if (connector === undefined) this.#cache.clear();
+    else this.#cache.delete(connector);
+  }
+
+  /** Records that a human must act (e.g. a 403 insufficient_scope), notifying observers once per transition. */
+  async markReauthRequired(connector: string, reason: ReauthReason, details: { serverError?: string; serverErrorDescription?: string; requiredScope?: string } = {}): Promise<ReauthRequiredError> {
+    const current = await this.#read(connector);
+    return this.#enterReauth(current, reason, details);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#flights.values()]);
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  #aheadMs(record: ConnectorRecord): number {
+    return record.settings.refreshAheadMs ?? this.#refreshAheadMs;
+  }
+
+  #hand(entry: CacheEntry, minTtlMs = 0): AccessToken {
+    const record = entry.stored.record;
+    const tokens = record.tokens;
+    if (!tokens) throw this.#reauthFromState(entry.stored) ?? new TransientError(`connector "${record.name}" has no token`, { connector: record.name });
+    // A token that cannot last minTtl even right after a refresh is the best the server grants.
+    void minTtlMs;
+    return {
+      connector: record.name,
+      token: tokens.accessToken,
+      tokenType: tokens.tokenType,
+      expiresAt: tokens.expiresAt,
+      ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),
+    };
+  }
+
+  #background(connector: string, minTtlMs: number): void {
+    if (this.#flights.has(connector) || this.#closed) return;
+    // Errors are recorded on the entry (cooldown) and reported as events; the caller already has a token.
+    this.#flight(connector, { minTtlMs }).catch(() => {});
+  }
+
+  /** Single-flight: concurrent callers for one connector share one refresh. */
+  #flight(connector: string, options: FlightOptions): Promise<CacheEntry> {
+    const existing = this.#flights.get(connector);
+    if (existing) {
+      return existing.then((entry) => this.#afterSharedFlight(connector, entry, options));
+    }
+    const flight = this.#refresh(connector, options).finally(() => this.#flights.delete(connector));
+    this.#flights.set(connector, flight);
+    return flight;
+  }
+
+  /** A caller that joined someone else's flight may need more (a longer TTL, or its token was rejected). */
+  async #afterSharedFlight(connector: string, entry: CacheEntry, options: FlightOptions): Promise<CacheEntry> {
+    const tokens = entry.stored.record.tokens;
+    const replaced = options.rejected && tokens && !tokens.accessToken.equals(options.rejected);
+    if (options.rejected && !replaced) return this.#flight(connector, options);
+    if (freshness(tokens, this.clock.now(), options.minTtlMs, 0) === "stale" && !justObtained(tokens, this.clock.now())) {
+      return this.#flight(connector, options);
+    }
+    return entry;
+  }
+
+  async #read(connector: string): Promise<StoredRecord> {
+    let stored: StoredRecord | null;
+    try {
+      stored = await this.store.get(connector);
+    } catch (error) {
+      // The store is unreachable: keep serving a cached token that is still valid.
+      const cached = this.#cache.get(connector);
+      if (cached && error instanceof TokenkeeperError && error.code === "store_unavailable") {
+        if (freshness(cached.stored.record.tokens, this.clock.now(), 0, 0) !== "stale") return cached.stored;
+      }
+      throw error;
+    }
+    if (!stored) {
+      this.#cache.delete(connector);
+      throw new NotFoundError(connector, this.store.location);
+    }
+    this.#remember(stored);
+    return stored;
+  }
+
+  #remember(stored: StoredRecord, cooldown?: CacheEntry["cooldown"]): CacheEntry {
+    const prior = this.#cache.get(stored.record.name);
+    // Never move the cache backwards to an older version (a slow reader racing a fast writer).
+    if (prior && prior.stored.version > stored.version && !cooldown) return prior;
+    const entry: CacheEntry = { stored, checkedAt: this.clock.now(), ...(cooldown ? { cooldown } : {}) };
+    this.#cache.set(stored.record.name, entry);
+    return entry;
+  }
+
+  /** Is what the store holds good enough for this flight, with no refresh? */
+  #satisfied(stored: StoredRecord, options: FlightOptions): boolean {
+    const tokens = stored.record.tokens;
+    if (!tokens) return false;
+    if (options.rejected) return !tokens.accessToken.equals(options.rejected);
+    return freshness(tokens, this.clock.now(), options.minTtlMs, this.#aheadMs(stored.record)) === "fresh";
+  }
+
+  async #refresh(connector: string, options: FlightOptions): Promise<CacheEntry> {
+    const started = this.clock.now();
+    const deadline = started + this.#retry.deadlineMs;
+    let attempt = 0;
+    let rereadAfterInvalidGrant = false;
+    for (;;) {
+      // 1. Another process may have refreshed already: look before taking any lock.
+      let stored = await this.#read(connector);
+      if (this.#satisfied(stored, options)) return this.#remember(stored);
+      const inReauth = this.#reauthFromState(stored);
+      if (inReauth) throw inReauth;
+
+      let lastError: TokenkeeperError;
+      try {
+        const lock = await this.store.lock(connector, {
+          leaseMs: this.#leaseMs,
+          waitMs: Math.max(0, Math.min(this.#lockWaitMs, deadline - this.clock.now())),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        try {
+          // 2. Under the lock, read again: the previous holder may have just written new tokens.
+          stored = await this.#read(connector);
+          if (this.#satisfied(stored, options)) return this.#remember(stored);
+          const reauth = this.#reauthFromState(stored);
+          if (reauth) throw reauth;
+          // 3. Exactly one refresher reaches the token endpoint.
+          return await this.#grantAndPersist(stored, started);
+        } finally {
+          await lock.release().catch(() => {});
+        }
+      } catch (error) {
+        if (error instanceof TokenEndpointError) {
+          const verdict = classifyOAuthError(error.oauthError);
+          if (verdict.kind === "permanent") {
+            // RFC 6749 §6 + rotation: our refresh token may have been superseded by another
+            // process between our read and the server's answer. Look once more before declaring
+            // the grant dead.
+            if (verdict.reason === "invalid_grant" && !rereadAfterInvalidGrant) {
+              rereadAfterInvalidGrant = true;
+              const latest = await this.#read(connector);
+              if (!sameRefreshToken(latest.record.tokens, stored.record.tokens)) continue;
+            }
+            throw await this.#enterReauth(stored, verdict.reason, {
+              serverError: error.oauthError,
+              ...(error.description ? { serverErrorDescription: error.description } : {}),
+            });
+          }
+          lastError = new TransientError(error.message, { connector, status: error.status, kind: "oauth" });
+        } else if (error instanceof TransientError || error instanceof LockTimeoutError || error instanceof ConflictError) {
+          lastError = error;
+        } else if (error instanceof TokenkeeperError && error.code === "store_unavailable") {
+          lastError = error;
+        } else {
+          throw error;
+        }
+      }
+
+      // 4. Transient failure: back off (outside the lock, so others may try), within the deadline.
+      const now = this.clock.now();
+      const retryAfter = lastError instanceof TransientError ? lastError.retryAfterMs : undefined;
+      const delay = backoffDelayMs(attempt, this.#retry, this.#random, retryAfter);
+      if (now + delay > deadline || this.#closed) {
+        await this.#recordFailure(connector, lastError, delay);
+        throw lastError;
+      }
+      this.#emit({
+        type: "retrying",
+        connector,
+        at: now,
+        attempt: attempt + 1,
+        delayMs: delay,
+        error: { code: lastError.code, message: lastError.message, ...(typeof lastError.fields.status === "number" ? { status: lastError.fields.status } : {}) },
+      });
+      attempt++;
+      await this.clock.sleep(delay, options.signal);
+    }
+  }
+
+  async #grantAndPersist(stored: StoredRecord, started: number): Promise<CacheEntry> {
+    const record = stored.record;
+    const deps = { clock: this.clock, timeoutMs: this.#requestTimeoutMs, ...(this.#fetch ? { fetch: this.#fetch } : {}) };
+    let outcome: GrantOutcome;
+    if (record.grant === "client_credentials") {
+      outcome = await clientCredentialsGrant(record, deps);
+    } else if (record.tokens?.refreshToken) {
+      outcome = await refreshGrant(record, deps);
+    } else {
+      throw await this.#enterReauth(stored, "no_refresh_token", {});
+    }
+
+    const now = this.clock.now();
+    const next: ConnectorRecord = {
+      ...record,
+      tokens: outcome.tokens,
+      state: {
+        ...record.state,
+        health: "ok",
+        lastRefreshAt: now,
+        lastRefreshOutcome: "ok",
+        refreshCount: record.state.refreshCount + 1,
+        rotationCount: record.state.rotationCount + (outcome.rotated ? 1 : 0),
+        ...(outcome.skewMs !== undefined ? { clockSkewMs: outcome.skewMs, clockSkewMeasuredAt: now } : {}),
+      },
+      updatedAt: now,
+    };
+    delete next.state.lastError;
+    delete next.state.reauth;
+    delete next.state.notifiedAt;
+
+    // Durable before anyone sees the new access token (rotation safety).
+    const persisted = await this.#persistRefreshed(stored, next);
+    const entry = this.#remember(persisted);
+    const fresh = persisted.record;
+    this.#emit({
+      type: "refreshed",
+      connector: record.name,
+      at: now,
+      expiresAt: fresh.tokens?.expiresAt ?? null,
+      rotated: outcome.rotated,
+      refreshCount: fresh.state.refreshCount,
+      durationMs: now - started,
+      grant: record.grant === "client_credentials" ? "client_credentials" : "refresh_token",
+    });
+    if (outcome.rotated) this.#emit({ type: "rotated", connector: record.name, at: now, rotationCount: fresh.state.rotationCount });
+    if (outcome.skewMs !== undefined && Math.abs(outcome.skewMs) > this.#skewWarnMs) {
+      this.#emit({ type: "skew_detected", connector: record.name, at: now, skewMs: outcome.skewMs });
+    }
+    return entry;
+  }
+
+  /**
+   * Compare-and-set the refreshed record. A conflict means someone wrote while we held the lock
+   * (our lease ran out, or a non-refresh update such as a notification mark). If the stored
+   * refresh token is still the one we just spent, nobody else refreshed: put our tokens on top
+   * of their change. Otherwise their tokens are the newer truth and ours are discarded.
+   */
+  async #persistRefreshed(stored: StoredRecord, next: ConnectorRecord): Promise<StoredRecord> {
+    let base = stored;
+    for (let i = 0; i < 5; i++) {
+      try {
+        const version = await this.store.put(next.name, next, base.version);
+        return { record: next, version };
+      } catch (error) {
+        if (!(error instanceof ConflictError)) throw error;
+        const latest = await this.store.get(next.name);
+        if (!latest) throw new NotFoundError(next.name, this.store.location);
+        if (!sameRefreshToken(latest.record.tokens, stored.record.tokens) || latest.record.client.clientId !== stored.record.client.clientId) {
+          return latest;
+        }
+        next = { ...latest.record, tokens: next.tokens, state: { ...latest.record.state, ...next.state }, updatedAt: next.updatedAt };
+        base = latest;
+      }
+    }
+    throw new TransientError(`could not save the refreshed token set for "${next.name}": the store kept changing`, { connector: next.name });
+  }
+
+  #reauthFromState(stored: StoredRecord): ReauthRequiredError | undefined {
+    const r = stored.record;
+    if (r.state.health !== "reauth_required" || !r.state.reauth) return undefined;
+    const reauth = r.state.reauth;
+    return new ReauthRequiredError({
+      connector: r.name,
+      reason: reauth.reason as ReauthReason,
+      since: reauth.since,
+      action: reauth.action,
+      ...(reauth.serverError ? { serverError: reauth.serverError } : {}),
+      ...(reauth.serverErrorDescription ? { serverErrorDescription: reauth.serverErrorDescription } : {}),
+      ...(reauth.requiredScope ? { requiredScope: reauth.requiredScope } : {}),
+    });
+  }
+
+  /** Records the reauth_required state durably so every process fails fast, and emits the event once. */
+  async #enterReauth(stored: StoredRecord, reason: ReauthReason, details: { serverError?: string; serverErrorDescription?: string; requiredScope?: string }): Promise<ReauthRequiredError> {
+    const now = this.clock.now();
+    const r = stored.record;
+    const action = reauthAction(r.name, r.server.mcpUrl, r.grant, details.requiredScope ?? r.scope);
+    const error = new ReauthRequiredError({ connector: r.name, reason, since: now, action, ...details });
+    let transitioned = false;
+    try {
+      const updated = await updateRecord(this.store, r.name, (current) => {
+        if (current.state.health === "reauth_required" && current.state.reauth?.reason === reason) return null;
+        // A newer login or refresh landed meanwhile: do not mark it dead.
+        if (!sameRefreshToken(current.tokens, r.tokens) && reason !== "insufficient_scope") return null;
+        transitioned = true;
+        return {
+          ...current,
+          state: {
+            ...current.state,
+            health: "reauth_required",
+            lastRefreshAt: now,
+            lastRefreshOutcome: "reauth_required",
+            lastError: { code: "reauth_required", at: now, ...(details.serverError ? { error: details.serverError } : {}), ...(error.fields.serverErrorDescription ? { description: error.fields.serverErrorDescription } : {}) },
+            reauth: {
+              reason,
+              since: now,
+              action,
+              ...(details.serverError ? { serverError: details.serverError } : {}),
+              ...(error.fields.serverErrorDescription ? { serverErrorDescription: error.fields.serverErrorDescription } : {}),
+              ...(details.requiredScope ? { requiredScope: details.requiredScope } : {}),
+            },
+          },
+          updatedAt: now,
+        };
+      });
+      if (updated) {
+        this.#remember(updated);
+        const existing = this.#reauthFromState(updated);
+        if (!transitioned && existing) return existing;
+      }
+    } catch (storeError) {
+      // Failing to record the state must not hide the verdict from the caller.
+      void storeError;
+    }
+    if (transitioned) {
+      this.#emit({
+        type: "reauth_required",
+        connector: r.name,
+        at: now,
+        reason,
+        action,
+        since: now,
+        ...(details.serverError ? { serverError: details.serverError } : {}),
+        ...(error.fields.serverErrorDescription ? { serverErrorDescription: error.fields.serverErrorDescription } : {}),
+        ...(details.requiredScope ? { requiredScope: details.requiredScope } : {}),
+      });
+    }
+    return error;
+  }
+
+  async #recordFailure(connector: string, error: TokenkeeperError, cooldownMs: number): Promise<void> {
+    const now = this.clock.now();
+    this.#emit({ type: "refresh_failed", connector, at: now, error: { code: error.code, message: error.message } });
+    const cached = this.#cache.get(connector);
+    if (cached) this.#cache.set(connector, { ...cached, cooldown: { until: now + cooldownMs, error } });
+    try {
+      const updated = await updateRecord(this.store, connector, (current) => ({
+        ...current,
+        state: {
+          ...current.state,
+          health: current.state.health === "reauth_required" ? "reauth_required" : "degraded",
+          lastRefreshAt: now,
+          lastRefreshOutcome: "transient_error",
+          lastError: { code: error.code, description: error.message.slice(0, 300), at: now },
+        },
+        updatedAt: now,
+      }));
+      if (updated) this.#remember(updated, { until: now + cooldownMs, error });
+    } catch {
+      // The store may be what failed; the event above already told observers.
+    }
+  }
+
+  #emit(event: TokenkeeperEvent): void {
+    this.#events.emit(event);
+  }
+}
+
+function sameRefreshToken(a: TokenSet | null | undefined, b: TokenSet | null | undefined): boolean {
+  if (!a?.refreshToken || !b?.refreshToken) return !a?.refreshToken && !b?.refreshToken && a?.accessToken.equals(b?.accessToken) === true;
+  return a.refreshToken.equals(b.refreshToken);
+}
+
+/** A token obtained in the last second is as good as this server gives, whatever the caller asked. */
+function justObtained(tokens: TokenSet | null | undefined, now: number): boolean {
+  return Boolean(tokens && now - tokens.obtainedAt < 1_000);
+}
+
+export function createTokenManager(options: TokenManagerOptions): TokenManager {
+  return new TokenManager(options);
+}

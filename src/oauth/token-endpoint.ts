@@ -1,0 +1,172 @@
+/**
+ * Token-endpoint calls that the manager makes unattended: the refresh-token grant and the
+ * client-credentials grant. oauth4webapi builds and validates; this module adds timeouts,
+ * size bounds, clock-skew measurement, and turns every failure into a typed error.
+ */
+import * as oauth from "oauth4webapi";
+import type { Clock } from "../core/clock.js";
+import { ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
+import type { ConnectorRecord, TokenSet } from "../core/record.js";
+import { scrubText } from "../core/secret.js";
+import { assertSecureUrl, boundedFetch, describeUrl, type FetchLike, isLoopbackHost, parseRetryAfter } from "./http.js";
+import { estimateClockSkew, tokenSetFromResponse } from "./token-response.js";
+
+export interface TokenEndpointDeps {
+  clock: Clock;
+  fetch?: FetchLike;
+  timeoutMs?: number;
+}
+
+/** The OAuth error the server returned, for the manager to classify. */
+export class TokenEndpointError extends TokenkeeperError {
+  constructor(
+    readonly status: number,
+    readonly oauthError: string,
+    readonly description: string | undefined,
+    where: string,
+  ) {
+    super(
+      "protocol_error",
+      `${where} answered ${status} ${oauthError}${description ? `: ${scrubText(description, 200)}` : ""}`,
+      { status, serverError: oauthError, ...(description ? { serverErrorDescription: scrubText(description, 300) } : {}) },
+    );
+  }
+}
+
+export interface GrantOutcome {
+  tokens: TokenSet;
+  rotated: boolean;
+  /** Server minus local clock, when the response allowed measuring it. */
+  skewMs?: number;
+}
+
+export function oauthClientFor(record: ConnectorRecord): {
+  as: oauth.AuthorizationServer;
+  client: oauth.Client;
+  auth: oauth.ClientAuth;
+  insecure: boolean;
+} {
+  const as = record.server.metadata as unknown as oauth.AuthorizationServer;
+  if (!as.token_endpoint) throw new ProtocolError(`the authorization server ${record.server.issuer} has no token_endpoint`, { field: "token_endpoint" });
+  const tokenUrl = assertSecureUrl(as.token_endpoint, "token_endpoint");
+  const client: oauth.Client = { client_id: record.client.clientId, token_endpoint_auth_method: record.client.tokenEndpointAuthMethod };
+  const secret = record.client.clientSecret?.reveal();
+  let auth: oauth.ClientAuth;
+  switch (record.client.tokenEndpointAuthMethod) {
+    case "client_secret_basic":
+      auth = oauth.ClientSecretBasic(secret ?? "");
+      break;
+    case "client_secret_post":
+      auth = oauth.ClientSecretPost(secret ?? "");
+      break;
+    default:
+      auth = oauth.None();
+  }
+  return { as, client, auth, insecure: tokenUrl.protocol === "http:" && isLoopbackHost(tokenUrl.hostname) };
+}
+
+/**
+ * Sends one request through `send`, validates with `process`, and converts failures:
+ * OAuth error bodies → TokenEndpointError; 5xx/429/HTML/garbled bodies → TransientError
+ * (with Retry-After); network errors and timeouts are already TransientError from boundedFetch.
+ */
+export async function callTokenEndpoint(
+  record: ConnectorRecord,
+  deps: TokenEndpointDeps,
+  send: (ctx: ReturnType<typeof oauthClientFor>, options: oauth.TokenEndpointRequestOptions) => Promise<Response>,
+  process: (ctx: ReturnType<typeof oauthClientFor>, response: Response) => Promise<oauth.TokenEndpointResponse>,
+  previous: TokenSet | null,
+): Promise<GrantOutcome> {
+  const ctx = oauthClientFor(record);
+  const where = describeUrl(ctx.as.token_endpoint!);
+  const http = boundedFetch({ clock: deps.clock, fetch: deps.fetch, timeoutMs: deps.timeoutMs });
+  const sentAt = deps.clock.now();
+  const response = await send(ctx, {
+    [oauth.customFetch]: (url, init) => http(url, init as RequestInit),
+    ...(ctx.insecure ? { [oauth.allowInsecureRequests]: true } : {}),
+    additionalParameters: { resource: record.server.resource },
+  });
+  const receivedAt = deps.clock.now();
+  const dateHeader = response.headers.get("date");
+
+  if (response.status >= 500 || response.status === 429) {
+    const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), receivedAt);
+    const body = await safeOAuthError(response.clone());
+    throw new TransientError(`${where} answered ${response.status}${body?.error ? ` ${body.error}` : ""}`, {
+      url: where,
+      status: response.status,
+      kind: "http",
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+  }
+
+  let result: oauth.TokenEndpointResponse;
+  try {
+    result = await process(ctx, response);
+  } catch (cause) {
+    if (cause instanceof oauth.ResponseBodyError) {
+      throw new TokenEndpointError(cause.status, cause.error, cause.error_description, where);
+    }
+    if (cause instanceof oauth.WWWAuthenticateChallengeError) {
+      throw new TokenEndpointError(cause.status, "invalid_client", "WWW-Authenticate challenge from the token endpoint", where);
+    }
+    // A 2xx whose body is not a valid token response (HTML from a proxy, truncated JSON): the
+    // answer was lost in transit, not a verdict on the grant. Retrying is the only option; a
+    // server that already rotated may then reject the old refresh token.
+    const detail = cause instanceof Error ? scrubText(cause.message, 200) : "invalid response";
+    throw new TransientError(`${where} sent an invalid token response (${response.status}): ${detail}`, {
+      url: where,
+      status: response.status,
+      kind: "invalid_response",
+    });
+  }
+
+  const skewMs = estimateClockSkew({ sentAt, receivedAt, dateHeader, accessToken: result.access_token });
+  const { tokens, rotated } = tokenSetFromResponse({
+    response: result as unknown as Parameters<typeof tokenSetFromResponse>[0]["response"],
+    receivedAt,
+    previous,
+    ...(skewMs !== undefined ? { skewMs } : {}),
+    ...(record.settings.refreshTokenLifetimeMs !== undefined ? { refreshTokenLifetimeMs: record.settings.refreshTokenLifetimeMs } : {}),
+    ...(record.scope !== undefined ? { requestedScope: record.scope } : {}),
+  });
+  return { tokens, rotated, ...(skewMs !== undefined ? { skewMs } : {}) };
+}
+
+async function safeOAuthError(response: Response): Promise<{ error?: string } | undefined> {
+  try {
+    const body = (await response.json()) as { error?: unknown };
+    return typeof body?.error === "string" ? { error: body.error.slice(0, 64) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** RFC 6749 §6: exchange the refresh token. */
+export function refreshGrant(record: ConnectorRecord, deps: TokenEndpointDeps): Promise<GrantOutcome> {
+  const refreshToken = record.tokens?.refreshToken;
+  if (!refreshToken) throw new ProtocolError("no refresh token to use", { connector: record.name });
+  return callTokenEndpoint(
+    record,
+    deps,
+    (ctx, options) => oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth, refreshToken.reveal(), options),
+    (ctx, response) => oauth.processRefreshTokenResponse(ctx.as, ctx.client, response),
+    record.tokens,
+  );
+}
+
+/** RFC 6749 §4.4: machine-to-machine, no refresh token and no human ever. */
+export function clientCredentialsGrant(record: ConnectorRecord, deps: TokenEndpointDeps): Promise<GrantOutcome> {
+  const params: Record<string, string> = {};
+  if (record.scope) params.scope = record.scope;
+  return callTokenEndpoint(
+    record,
+    deps,
+    (ctx, options) => {
+      const { additionalParameters, ...rest } = options;
+      return oauth.clientCredentialsGrantRequest(ctx.as, ctx.client, ctx.auth, { ...params, ...(additionalParameters as Record<string, string>) }, rest);
+    },
+    (ctx, response) => oauth.processClientCredentialsResponse(ctx.as, ctx.client, response),
+    null,
+  );
+}

@@ -1,0 +1,55 @@
+/**
+ * The Store contract. Every backend (memory, file, Redis, PostgreSQL) implements exactly this,
+ * and one conformance suite checks them all.
+ *
+ * Two primitives make rotation safe across processes and machines:
+ * - a versioned compare-and-set write: a writer that read version N can only write if the
+ *   stored version is still N. A lock holder that paused past its lease (SIGSTOP, GC pause,
+ *   partition) therefore cannot overwrite a newer token set: its write is fenced by the version;
+ * - a lock with a lease, so that one refresher at a time talks to the token endpoint and a
+ *   holder that died does not block the others for longer than the lease.
+ */
+import type { ConnectorRecord } from "../core/record.js";
+
+export interface StoredRecord {
+  record: ConnectorRecord;
+  /** Monotonic per connector; 1 after the first write. */
+  version: number;
+}
+
+export interface LockOptions {
+  /** How long the lock stays ours if we die or stall without releasing it. */
+  leaseMs: number;
+  /** How long to wait for a held lock before giving up with LockTimeoutError. */
+  waitMs: number;
+  signal?: AbortSignal;
+}
+
+export interface StoreLock {
+  readonly name: string;
+  /** Epoch ms (store's clock) after which others may take the lock. */
+  readonly expiresAt: number;
+  /** True while the lease has not run out by our clock. */
+  held(): boolean;
+  /** Gives the lock back; a no-op when the lease was lost to someone else. Never throws for a lost lease. */
+  release(): Promise<void>;
+}
+
+export interface Store {
+  /** A description safe for logs and `status` (no credentials, e.g. a password in a URL). */
+  readonly location: string;
+  /** The record and its version, or null when there is none. */
+  get(name: string): Promise<StoredRecord | null>;
+  /** Connector names, sorted. */
+  list(): Promise<string[]>;
+  /**
+   * Compare-and-set: writes when the stored version equals `expectedVersion` (`null`: only
+   * when absent). Returns the new version. Throws ConflictError otherwise. Durable on return.
+   */
+  put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number>;
+  /** Removes the record (only at `expectedVersion` when given). Returns false when absent. */
+  delete(name: string, expectedVersion?: number): Promise<boolean>;
+  /** Takes the per-connector refresh lock. Throws LockTimeoutError after `waitMs`. */
+  lock(name: string, options: LockOptions): Promise<StoreLock>;
+  close(): Promise<void>;
+}
