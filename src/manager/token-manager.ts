@@ -125,7 +125,12 @@ export class TokenManager {
    */
   async getAccessToken(connector: string, options: GetTokenOptions = {}): Promise<AccessToken> {
     const minTtlMs = options.minTtlMs ?? 0;
-    const entry = this.#cache.get(connector);
+    let entry = this.#cache.get(connector);
+    if (!entry) {
+      // First use in this process: one store read, then the same decision as for a cached token.
+      await this.#read(connector);
+      entry = this.#cache.get(connector);
+    }
     if (entry) {
       const tokens = entry.stored.record.tokens;
       const now = this.clock.now();

@@ -1,0 +1,70 @@
+/**
+ * Eight processes share one file store and wake together at each expiry. With rotating refresh
+ * tokens, a second refresh with the same token would be a reuse, and the authorization server
+ * would revoke the whole grant. The server's own counters must show exactly one refresh grant
+ * per expiry and not a single rejected refresh token.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { FileStore } from "../../src/store/file-store.js";
+import { startTestBed, type TestBed } from "../bed/index.js";
+import { connectTestBed } from "../support/connect.js";
+
+const WORKERS = 8;
+const ROUNDS = 3;
+
+export function runWorker(storeUrl: string, connector: string, rounds: number, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "fixtures/race-worker.ts"), storeUrl, connector, String(rounds)], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env,
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out.trim().split("\n"));
+      else reject(new Error(`worker exited ${code}: ${err.slice(0, 2000)}`));
+    });
+  });
+}
+
+describe("refresh race across processes (file store)", () => {
+  let bed: TestBed;
+  let dir: string;
+
+  before(async () => {
+    bed = await startTestBed({ accessTokenTtl: 3 });
+    dir = await mkdtemp(join(tmpdir(), "tk-race-"));
+  });
+  after(async () => {
+    await bed.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it(`${WORKERS} processes racing at each of ${ROUNDS} expiries cause exactly one refresh grant per expiry and no rejected refresh token`, async () => {
+    const store = new FileStore({ dir });
+    await connectTestBed(bed, store, "race");
+    await store.close();
+    bed.as.resetCounters();
+
+    const outputs = await Promise.all(Array.from({ length: WORKERS }, () => runWorker(`file://${dir}`, "race", ROUNDS)));
+
+    assert.equal(bed.as.counters.grants.refresh_token, ROUNDS, "one refresh grant per expiry");
+    assert.equal(bed.as.counters.rejectedRefreshTokens, 0, "no refresh token was ever reused");
+    assert.equal(bed.as.counters.refreshTokenReuse, 0);
+    for (let round = 1; round <= ROUNDS; round++) {
+      const prints = new Set(outputs.map((lines) => JSON.parse(lines[round - 1]!).fingerprint));
+      assert.equal(prints.size, 1, `every worker got the same token in round ${round}`);
+    }
+    const final = await new FileStore({ dir }).get("race");
+    assert.equal(final?.record.state.rotationCount, ROUNDS);
+  });
+});

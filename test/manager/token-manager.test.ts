@@ -1,0 +1,224 @@
+/**
+ * The token manager against the real authorization server of the test bed. Time in the
+ * manager is a ManualClock, so "an hour later" takes no time; the server's own counters say
+ * how many refreshes really happened.
+ */
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { ManualClock } from "../../src/core/clock.js";
+import { NotFoundError, ReauthRequiredError, TransientError } from "../../src/core/errors.js";
+import type { TokenkeeperEvent } from "../../src/manager/events.js";
+import { TokenManager } from "../../src/manager/token-manager.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
+import { startTestBed, type TestBed } from "../bed/index.js";
+import { connectTestBed } from "../support/connect.js";
+
+const HOUR = 3_600_000;
+
+describe("TokenManager against a real authorization server", () => {
+  let bed: TestBed;
+  let clock: ManualClock;
+  let store: MemoryStore;
+  let events: TokenkeeperEvent[];
+  let manager: TokenManager;
+  let n = 0;
+  let name: string;
+
+  before(async () => {
+    bed = await startTestBed({ accessTokenTtl: 3600 });
+  });
+  after(async () => {
+    await bed.close();
+  });
+  beforeEach(async () => {
+    clock = new ManualClock(Date.now());
+    store = new MemoryStore({ clock });
+    events = [];
+    manager = new TokenManager({ store, clock, random: () => 0.5, onEvent: (e) => events.push(e) });
+    name = `c${++n}`;
+    await connectTestBed(bed, store, name, { now: clock.now() });
+    bed.as.resetCounters();
+  });
+
+  const refreshGrants = () => bed.as.counters.grants.refresh_token;
+  const stored = async () => (await store.get(name))!.record;
+
+  it("serves a fresh token from memory with no network call", async () => {
+    const first = await manager.getAccessToken(name);
+    for (let i = 0; i < 100; i++) assert.ok((await manager.getAccessToken(name)).token.equals(first.token));
+    assert.equal(bed.as.counters.tokenRequests, 0);
+  });
+
+  it("refreshes ahead of expiry and rotates the refresh token on every use, persisting each rotation", async () => {
+    const seen = new Set<string>();
+    for (let round = 1; round <= 3; round++) {
+      const before = await stored();
+      // 4 minutes before expiry: inside the 5-minute window, still valid: the current token
+      // comes back at once and a refresh runs in the background.
+      await clock.advance(before.tokens!.expiresAt! - clock.now() - 4 * 60_000);
+      const handed = await manager.getAccessToken(name);
+      assert.ok(handed.token.equals(before.tokens!.accessToken), "the still-valid token is handed out during the refresh");
+      await waitFor(() => refreshGrants() === round);
+      await waitFor(async () => (await stored()).state.refreshCount === round);
+      const after = await stored();
+      assert.ok(!after.tokens!.refreshToken!.equals(before.tokens!.refreshToken), "refresh token rotated");
+      assert.equal(after.state.rotationCount, round);
+      assert.equal(after.tokens!.expiresAt, after.tokens!.obtainedAt + HOUR);
+      const next = await manager.getAccessToken(name);
+      assert.ok(next.token.equals(after.tokens!.accessToken), "callers get the persisted token");
+      seen.add(next.token.reveal());
+    }
+    assert.equal(seen.size, 3);
+    assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
+    assert.deepEqual(
+      events.filter((e) => e.type === "rotated").map((e) => (e as { rotationCount: number }).rotationCount),
+      [1, 2, 3],
+    );
+  });
+
+  it("refreshes once for 1,000 concurrent callers after expiry", async () => {
+    await clock.advance(HOUR + 1_000);
+    const tokens = await Promise.all(Array.from({ length: 1000 }, () => manager.getAccessToken(name)));
+    assert.equal(refreshGrants(), 1);
+    assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
+    assert.equal(new Set(tokens.map((t) => t.token.reveal())).size, 1);
+    assert.ok(tokens[0]!.token.equals((await stored()).tokens!.accessToken));
+  });
+
+  it("refreshes when the caller needs a longer life than is left (min TTL)", async () => {
+    await clock.advance(HOUR - 20 * 60_000);
+    const t = await manager.getAccessToken(name, { minTtlMs: 30 * 60_000 });
+    assert.equal(refreshGrants(), 1);
+    assert.ok(t.expiresAt! - clock.now() >= 30 * 60_000);
+  });
+
+  it("keeps handing out the valid token through a 503 burst, and refreshes once the server recovers", async () => {
+    bed.as.failTokenEndpoint(3, "503");
+    await clock.advance(HOUR - 4 * 60_000);
+    const current = (await stored()).tokens!.accessToken;
+    for (let i = 0; i < 5; i++) assert.ok((await manager.getAccessToken(name)).token.equals(current));
+    // Let each backoff sleep run out once the manager has announced it.
+    const retries = () => events.filter((e): e is Extract<TokenkeeperEvent, { type: "retrying" }> => e.type === "retrying");
+    for (let k = 1; k <= 3; k++) {
+      await waitFor(() => retries().length >= k);
+      assert.ok((await manager.getAccessToken(name)).token.equals(current), "still served during retries");
+      await clock.advance(retries()[k - 1]!.delayMs);
+    }
+    await waitFor(() => refreshGrants() === 1);
+    assert.equal(bed.as.counters.injectedFailures, 3);
+    assert.equal(events.filter((e) => e.type === "retrying").length, 3);
+    await waitFor(async () => (await stored()).state.refreshCount === 1);
+    assert.equal((await stored()).state.health, "ok");
+  });
+
+  it("waits at least the server's Retry-After before trying again", async () => {
+    bed.as.failTokenEndpoint(1, "429", { retryAfterSeconds: 7 });
+    await clock.advance(HOUR + 1);
+    const pending = manager.getAccessToken(name);
+    await waitFor(() => events.some((e) => e.type === "retrying"));
+    const retrying = events.find((e) => e.type === "retrying") as Extract<TokenkeeperEvent, { type: "retrying" }>;
+    assert.ok(retrying.delayMs >= 7_000, `delay ${retrying.delayMs}`);
+    assert.equal(retrying.error.status, 429);
+    await clock.advance(6_900);
+    assert.equal(bed.as.counters.tokenRequests, 1, "no request before Retry-After elapsed");
+    await clock.advance(200);
+    await pending;
+    assert.equal(bed.as.counters.tokenRequests, 2);
+  });
+
+  it("gives up with a transient error at the retry deadline when the token has expired", async () => {
+    bed.as.failTokenEndpoint(1000, "html");
+    try {
+      await clock.advance(HOUR + 1);
+      let settled = false;
+      const outcome = manager.getAccessToken(name).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      void outcome.finally(() => (settled = true));
+      for (let i = 0; i < 40 && !settled; i++) {
+        await waitFor(() => clock.pendingSleeps > 0 || settled);
+        await clock.advance(30_000);
+      }
+      const error = await outcome;
+      assert.ok(error instanceof TransientError, String(error));
+      assert.ok(bed.as.counters.tokenRequests <= 12, `bounded attempts: ${bed.as.counters.tokenRequests}`);
+      assert.equal((await stored()).state.health, "degraded");
+      // Right after giving up, callers fail fast instead of hammering the server.
+      const requests = bed.as.counters.tokenRequests;
+      await assert.rejects(manager.getAccessToken(name), TransientError);
+      assert.equal(bed.as.counters.tokenRequests, requests);
+    } finally {
+      bed.as.clearTokenEndpointFailures();
+    }
+  });
+
+  it("reports a revoked grant as reauth_required at once, records it, and does not retry", async () => {
+    await bed.as.revokeAllGrants();
+    await clock.advance(HOUR + 1);
+    const started = Date.now();
+    const error = await manager.getAccessToken(name).then(
+      () => assert.fail("expected reauth_required"),
+      (e: unknown) => e,
+    );
+    assert.ok(Date.now() - started < 2_000);
+    assert.ok(error instanceof ReauthRequiredError);
+    assert.equal(error.code, "reauth_required");
+    assert.equal(error.reason, "invalid_grant");
+    assert.equal(error.fields.serverError, "invalid_grant");
+    assert.match(error.action, /tokenkeeper login .* --name c\d+/);
+    assert.equal(refreshGrants(), 1, "exactly one request to the token endpoint");
+    const record = await stored();
+    assert.equal(record.state.health, "reauth_required");
+    assert.equal(record.state.reauth?.reason, "invalid_grant");
+    // Later calls, in this process or a new one, fail fast without touching the server.
+    for (let i = 0; i < 20; i++) await assert.rejects(manager.getAccessToken(name), ReauthRequiredError);
+    const other = new TokenManager({ store, clock });
+    await assert.rejects(other.getAccessToken(name), ReauthRequiredError);
+    assert.equal(bed.as.counters.tokenRequests, 1);
+    assert.equal(events.filter((e) => e.type === "reauth_required").length, 1);
+  });
+
+  it("a 401 for a token the server no longer accepts triggers one refresh shared by all callers", async () => {
+    const rejected = (await manager.getAccessToken(name)).token;
+    const renewed = await Promise.all(Array.from({ length: 50 }, () => manager.refreshAfterRejection(name, rejected)));
+    assert.equal(refreshGrants(), 1);
+    assert.ok(renewed.every((t) => !t.token.equals(rejected) && t.token.equals(renewed[0]!.token)));
+  });
+
+  it("measures clock skew from the server's Date header and warns beyond 30 s", async () => {
+    bed.as.setClockOffset(90_000);
+    try {
+      const real = new TokenManager({ store, onEvent: (e) => events.push(e) });
+      await real.refreshNow(name);
+      const record = await stored();
+      assert.ok(Math.abs(record.state.clockSkewMs! - 90_000) < 2_000, `skew ${record.state.clockSkewMs}`);
+      assert.ok(events.some((e) => e.type === "skew_detected"));
+      // expires_in is relative, so the skew does not shorten or lengthen our view of the lifetime.
+      assert.ok(Math.abs(record.tokens!.expiresAt! - record.tokens!.obtainedAt - HOUR) < 5);
+    } finally {
+      bed.as.setClockOffset(0);
+    }
+  });
+
+  it("says which connector does not exist", async () => {
+    await assert.rejects(manager.getAccessToken("missing"), NotFoundError);
+  });
+
+  it("never puts a token in an event", async () => {
+    await clock.advance(HOUR + 1);
+    await manager.getAccessToken(name);
+    const record = await stored();
+    const text = JSON.stringify(events);
+    assert.ok(!text.includes(record.tokens!.accessToken.reveal()));
+    assert.ok(!text.includes(record.tokens!.refreshToken!.reveal()));
+  });
+});
+
+async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
