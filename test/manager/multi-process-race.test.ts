@@ -5,7 +5,6 @@
  * per expiry and not a single rejected refresh token.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,28 +12,10 @@ import { after, before, describe, it } from "node:test";
 import { FileStore } from "../../src/store/file-store.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
+import { runWorker } from "./fixtures/run-worker.js";
 
 const WORKERS = 8;
 const ROUNDS = 3;
-
-export function runWorker(storeUrl: string, connector: string, rounds: number, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "fixtures/race-worker.ts"), storeUrl, connector, String(rounds)], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env,
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out.trim().split("\n"));
-      else reject(new Error(`worker exited ${code}: ${err.slice(0, 2000)}`));
-    });
-  });
-}
 
 describe("refresh race across processes (file store)", () => {
   let bed: TestBed;

@@ -1,0 +1,473 @@
+/**
+ * A Store on PostgreSQL, so a team's machines share one authorization. Requires the optional
+ * `pg` driver, loaded only when a PostgresStore is first used.
+ *
+ * Tables (in `schema`, default `public`; created by migrate(), i.e. `tokenkeeper store init`):
+ *   tokenkeeper_connectors(name, version, sealed, updated_at)  one row per connector;
+ *   tokenkeeper_locks(name, token, expires_at)                 refresh-lock leases;
+ *   tokenkeeper_schema_migrations(version, name, applied_at)   applied migrations.
+ *
+ * The refresh lock is a lease row, not a session advisory lock. An advisory lock belongs to one
+ * database session: with a connection pool it would have to be released on the very connection
+ * that took it, and it ends only when that session does. A holder that is paused (SIGSTOP, GC,
+ * partition) keeps its session, so it would block every other machine indefinitely, and a
+ * holder that died behind a dropped network keeps it until the server notices the dead TCP
+ * connection, which can take hours. A lease row expires by time, measured by the database's
+ * clock (the one clock all clients share), and the versioned compare-and-set fences the paused
+ * holder that wakes up after its lease.
+ *
+ * URL: `postgres://` or `postgresql://`, as libpq/pg accept it. Tokenkeeper's own query
+ * parameters: `schema=` and `encrypt=false` (store records unsealed; only for tests or a
+ * database that is encrypted by other means).
+ */
+import { randomBytes } from "node:crypto";
+import type { Pool, PoolClient, PoolConfig } from "pg";
+import { type Clock, systemClock } from "../core/clock.js";
+import {
+  ConfigError,
+  ConflictError,
+  LockTimeoutError,
+  StoreKeyError,
+  StoreUnavailableError,
+  TokenkeeperError,
+} from "../core/errors.js";
+import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
+import { type Migration, POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
+import {
+  type Keyring,
+  type RawRecordAccess,
+  RecordCodec,
+  type RotationReport,
+  resealAll,
+  Sealer,
+} from "./sealing.js";
+import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
+
+export const DEFAULT_POSTGRES_SCHEMA = "public";
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** First key of the two-key advisory lock that serializes migrations ("tk"). */
+const MIGRATION_LOCK_CLASS = 0x746b;
+
+export interface PostgresStoreOptions {
+  /** `postgres://` or `postgresql://`; may carry `schema=` and `encrypt=false` query parameters. */
+  url: string;
+  /** Keys to seal records with. Required unless `encrypt` is false. */
+  keyring?: Keyring | null;
+  /** Seal records at rest (default true). Setting false is an explicit, documented opt-out. */
+  encrypt?: boolean;
+  /** Schema holding the tables (lower-case identifier); overrides the URL's `schema=`. */
+  schema?: string;
+  clock?: Clock;
+  /** Server-side bound on every statement (default 5000); the client gives up 1 s later. */
+  statementTimeoutMs?: number;
+  /** Bound on establishing a connection (default 2000). */
+  connectTimeoutMs?: number;
+  /** Connections kept in the pool (default 4). */
+  poolSize?: number;
+}
+
+export interface MigrationReport {
+  /** Migrations this call applied (empty when the schema was already current). */
+  applied: number[];
+  /** The schema version now in the database. */
+  current: number;
+}
+
+/** Lock polling: start fast (a release is usually imminent), back off to spare the server. */
+const POLL_MIN_MS = 10;
+const POLL_MAX_MS = 200;
+
+export class PostgresStore implements Store {
+  /** The URL with any password replaced by `***`, plus a non-default schema. */
+  readonly location: string;
+  readonly schema: string;
+  readonly encrypted: boolean;
+  readonly #connectionString: string;
+  readonly #clock: Clock;
+  readonly #statementTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #poolSize: number;
+  readonly #t: { connectors: string; locks: string; migrations: string; schema: string };
+  #keyring: Keyring | null;
+  #codec: RecordCodec;
+  #pool: Promise<Pool> | null = null;
+  #closed = false;
+
+  constructor(options: PostgresStoreOptions) {
+    const url = parsePostgresUrl(options.url);
+    const urlSchema = url.searchParams.get("schema");
+    const urlEncrypt = url.searchParams.get("encrypt");
+    if (urlEncrypt !== null && urlEncrypt !== "true" && urlEncrypt !== "false") {
+      throw new ConfigError(
+        `store URL parameter encrypt must be true or false, not "${urlEncrypt.slice(0, 20)}"`,
+      );
+    }
+    for (const p of ["schema", "encrypt"]) url.searchParams.delete(p);
+    this.#connectionString = url.toString();
+    this.schema = options.schema ?? urlSchema ?? DEFAULT_POSTGRES_SCHEMA;
+    if (!SCHEMA_NAME.test(this.schema)) {
+      throw new ConfigError(
+        `PostgreSQL schema "${this.schema.slice(0, 80)}" is not a plain lower-case identifier (letters, digits, _)`,
+      );
+    }
+    const s = `"${this.schema}"`;
+    this.#t = {
+      schema: s,
+      connectors: `${s}.tokenkeeper_connectors`,
+      locks: `${s}.tokenkeeper_locks`,
+      migrations: `${s}.tokenkeeper_schema_migrations`,
+    };
+    this.location = redactPostgresUrl(url, this.schema);
+    this.encrypted = options.encrypt ?? urlEncrypt !== "false";
+    this.#keyring = options.keyring ?? null;
+    if (this.encrypted && !this.#keyring) throw missingKey(this.location);
+    this.#codec = this.#makeCodec();
+    this.#clock = options.clock ?? systemClock;
+    this.#statementTimeoutMs = options.statementTimeoutMs ?? 5_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
+    this.#poolSize = options.poolSize ?? 4;
+  }
+
+  #makeCodec(): RecordCodec {
+    const sealer =
+      this.encrypted && this.#keyring ? new Sealer(this.#keyring, { where: this.location }) : null;
+    return new RecordCodec(sealer, this.location);
+  }
+
+  async get(name: string): Promise<StoredRecord | null> {
+    assertConnectorName(name);
+    const raw = await this.#getRaw(name);
+    return raw ? { record: this.#codec.decode(name, raw.text), version: raw.version } : null;
+  }
+
+  async list(): Promise<string[]> {
+    // COLLATE "C": byte order, which for connector names (ASCII) is JavaScript's sort order.
+    const rows = await this.#query<{ name: string }>(
+      "list",
+      `SELECT name FROM ${this.#t.connectors} ORDER BY name COLLATE "C"`,
+    );
+    return rows.map((r) => r.name);
+  }
+
+  async put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number> {
+    assertConnectorName(name);
+    return this.#putRaw(name, this.#codec.encode(name, record), expectedVersion);
+  }
+
+  async delete(name: string, expectedVersion?: number): Promise<boolean> {
+    assertConnectorName(name);
+    const rows = await this.#query<{ version: string }>(
+      "delete",
+      `DELETE FROM ${this.#t.connectors} WHERE name = $1 AND ($2::bigint IS NULL OR version = $2::bigint) RETURNING version`,
+      [name, expectedVersion ?? null],
+    );
+    if (rows.length > 0) return true;
+    if (expectedVersion === undefined) return false;
+    const actual = await this.#version(name);
+    if (actual === null) return false;
+    throw new ConflictError(name, expectedVersion, actual);
+  }
+
+  async lock(name: string, options: LockOptions): Promise<StoreLock> {
+    assertConnectorName(name);
+    const leaseMs = Math.ceil(options.leaseMs);
+    if (!(leaseMs > 0)) throw new ConfigError(`lock lease must be positive, not ${options.leaseMs}`);
+    const token = randomBytes(16).toString("hex");
+    const deadline = this.#clock.now() + options.waitMs;
+    let pollMs = POLL_MIN_MS;
+    for (;;) {
+      const sentAt = this.#clock.now();
+      // Takes the row when absent or when its lease ran out by the database's clock. Concurrent
+      // attempts serialize on the row; the loser re-checks the WHERE against the winner's row.
+      const rows = await this.#query<{ expires_ms: number }>(
+        "lock",
+        `INSERT INTO ${this.#t.locks} AS l (name, token, expires_at)
+           VALUES ($1, $2, now() + $3::int * interval '1 millisecond')
+         ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+           WHERE l.expires_at <= now()
+         RETURNING (extract(epoch FROM l.expires_at) * 1000)::float8 AS expires_ms`,
+        [name, token, leaseMs],
+      );
+      const row = rows[0];
+      if (row) return this.#handle(name, token, row.expires_ms, sentAt + leaseMs);
+      const now = this.#clock.now();
+      if (now >= deadline) throw new LockTimeoutError(name, options.waitMs, { store: this.location });
+      await this.#clock.sleep(Math.min(pollMs, deadline - now), options.signal);
+      pollMs = Math.min(POLL_MAX_MS, Math.ceil(pollMs * 1.5));
+    }
+  }
+
+  /**
+   * `expiresAt` is the lease end by the database's clock; `held()` uses our own clock from the
+   * moment we sent the statement, which ends no later than the database's lease whatever the
+   * skew between the two clocks.
+   */
+  #handle(name: string, token: string, expiresAt: number, localExpiresAt: number): StoreLock {
+    const clock = this.#clock;
+    let released = false;
+    return {
+      name,
+      expiresAt,
+      held: () => !released && clock.now() < localExpiresAt,
+      release: async () => {
+        if (released) return;
+        released = true;
+        try {
+          await this.#query("unlock", `DELETE FROM ${this.#t.locks} WHERE name = $1 AND token = $2`, [
+            name,
+            token,
+          ]);
+        } catch (e) {
+          // Releasing is an optimisation: if the database is unreachable the lease runs out by
+          // itself. Failing here would mask the outcome of the work done under the lock.
+          if (!(e instanceof StoreUnavailableError)) throw e;
+        }
+      },
+    };
+  }
+
+  /**
+   * Creates the schema and tables, applying numbered migrations in order, idempotently. All of
+   * it runs in one transaction under an advisory lock keyed by the schema, so two machines
+   * running `tokenkeeper store init` at once apply each migration exactly once.
+   */
+  async migrate(migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<MigrationReport> {
+    const pool = await this.#connect();
+    let client: PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (e) {
+      throw this.#unavailable("migrate", e);
+    }
+    let failure: unknown;
+    try {
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", [
+        MIGRATION_LOCK_CLASS,
+        this.schema,
+      ]);
+      // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the
+      // schema exists, which a store user without DDL rights on `public` lacks.
+      const exists = await client.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [this.schema]);
+      if (exists.rowCount === 0) await client.query(`CREATE SCHEMA ${this.#t.schema}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${this.#t.migrations} (
+           version int PRIMARY KEY,
+           name text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now()
+         )`,
+      );
+      const done = await client.query<{ version: number }>(`SELECT version FROM ${this.#t.migrations}`);
+      const appliedBefore = new Set(done.rows.map((r) => r.version));
+      const applied: number[] = [];
+      for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+        if (appliedBefore.has(m.version)) continue;
+        for (const statement of m.sql(this.#t.schema)) await client.query(statement);
+        await client.query(`INSERT INTO ${this.#t.migrations} (version, name) VALUES ($1, $2)`, [
+          m.version,
+          m.name,
+        ]);
+        applied.push(m.version);
+      }
+      await client.query("COMMIT");
+      const current = Math.max(0, ...appliedBefore, ...applied);
+      return { applied, current };
+    } catch (e) {
+      failure = e;
+      await client.query("ROLLBACK").catch(() => {});
+      if (e instanceof TokenkeeperError) throw e;
+      throw this.#unavailable("migrate", e);
+    } finally {
+      // A client whose transaction failed is discarded rather than returned to the pool.
+      client.release(failure instanceof Error ? failure : undefined);
+    }
+  }
+
+  /**
+   * Makes `next` the keyring and re-seals every record under its current key (compare-and-set,
+   * retried on conflict, so a refresh that lands meanwhile is re-sealed, not lost). `next`
+   * should keep the old keys as previous keys until every machine has the new one.
+   */
+  async rotateKey(next: Keyring): Promise<RotationReport> {
+    if (!this.encrypted)
+      throw new ConfigError(`${this.location} was opened with encrypt=false; nothing to rotate`);
+    const report = await resealAll(this.#raw(), this.#keyring!, next, { where: this.location });
+    this.#keyring = next;
+    this.#codec = this.#makeCodec();
+    return report;
+  }
+
+  #raw(): RawRecordAccess {
+    return {
+      list: () => this.list(),
+      getRaw: (name) => this.#getRaw(name),
+      putRaw: (name, text, expected) => this.#putRaw(name, text, expected),
+    };
+  }
+
+  async #getRaw(name: string): Promise<{ text: string; version: number } | null> {
+    const rows = await this.#query<{ version: string; sealed: string }>(
+      "get",
+      `SELECT version, sealed FROM ${this.#t.connectors} WHERE name = $1`,
+      [name],
+    );
+    const row = rows[0];
+    return row ? { text: row.sealed, version: Number(row.version) } : null;
+  }
+
+  async #version(name: string): Promise<number | null> {
+    const rows = await this.#query<{ version: string }>(
+      "get",
+      `SELECT version FROM ${this.#t.connectors} WHERE name = $1`,
+      [name],
+    );
+    return rows[0] ? Number(rows[0].version) : null;
+  }
+
+  async #putRaw(name: string, text: string, expectedVersion: number | null): Promise<number> {
+    // Under READ COMMITTED, concurrent UPDATEs of one row serialize and each re-checks
+    // `version = $2` against the committed winner, so exactly one writer per version wins.
+    const rows =
+      expectedVersion === null
+        ? await this.#query<{ version: string }>(
+            "put",
+            `INSERT INTO ${this.#t.connectors} (name, version, sealed, updated_at) VALUES ($1, 1, $2, now())
+             ON CONFLICT (name) DO NOTHING RETURNING version`,
+            [name, text],
+          )
+        : await this.#query<{ version: string }>(
+            "put",
+            `UPDATE ${this.#t.connectors} SET version = version + 1, sealed = $3, updated_at = now()
+             WHERE name = $1 AND version = $2 RETURNING version`,
+            [name, expectedVersion, text],
+          );
+    const row = rows[0];
+    if (row) return Number(row.version);
+    // Lost: read the actual version for the error (it may have moved again; it is only a hint).
+    throw new ConflictError(name, expectedVersion, await this.#version(name));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const pending = this.#pool;
+    this.#pool = null;
+    if (!pending) return;
+    const pool = await pending.catch(() => null);
+    await pool?.end().catch(() => {});
+  }
+
+  async #query<R extends object>(what: string, text: string, values: unknown[] = []): Promise<R[]> {
+    const pool = await this.#connect();
+    try {
+      const result = await pool.query<R & Record<string, unknown>>(text, values);
+      return result.rows;
+    } catch (e) {
+      throw this.#unavailable(what, e);
+    }
+  }
+
+  /**
+   * Maps a driver error. Only its message is kept, never the error object: pg errors can carry
+   * the statement's parameters (a record, when encryption is off).
+   */
+  #unavailable(what: string, e: unknown): TokenkeeperError {
+    if (e instanceof TokenkeeperError) return e;
+    const code = (e as { code?: unknown }).code;
+    if (code === "42P01" || code === "3F000") {
+      return new ConfigError(
+        `PostgreSQL store ${this.location} has no Tokenkeeper tables in schema "${this.schema}"; run \`tokenkeeper store init\``,
+        { store: this.location },
+      );
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    return new StoreUnavailableError(`PostgreSQL store ${this.location} failed to ${what}: ${message}`, {
+      store: this.location,
+      ...(typeof code === "string" ? { sqlState: code } : {}),
+    });
+  }
+
+  #connect(): Promise<Pool> {
+    if (this.#closed) {
+      return Promise.reject(
+        new StoreUnavailableError(`${this.location} is closed`, { store: this.location }),
+      );
+    }
+    this.#pool ??= this.#createPool();
+    return this.#pool;
+  }
+
+  async #createPool(): Promise<Pool> {
+    const pg = await loadDriver();
+    const config: PoolConfig = {
+      connectionString: this.#connectionString,
+      max: this.#poolSize,
+      connectionTimeoutMillis: this.#connectTimeoutMs,
+      // Server-side bound (also covers waiting for row locks and advisory locks) ...
+      statement_timeout: this.#statementTimeoutMs,
+      lock_timeout: this.#statementTimeoutMs,
+      idle_in_transaction_session_timeout: this.#statementTimeoutMs * 2,
+      // ... and a client-side one for a server that stopped answering altogether.
+      query_timeout: this.#statementTimeoutMs + 1_000,
+      idleTimeoutMillis: 10_000,
+      // An idle pool does not keep a short-lived CLI process alive.
+      allowExitOnIdle: true,
+      keepAlive: true,
+      application_name: "tokenkeeper",
+    };
+    const pool = new pg.Pool(config);
+    // An idle connection that breaks emits "error" on the pool; unhandled, it would crash the
+    // process. The next query reports the problem instead.
+    pool.on("error", () => {});
+    return pool;
+  }
+}
+
+async function loadDriver(): Promise<{ Pool: typeof Pool }> {
+  try {
+    // pg is CommonJS: its exports arrive as the default export of the ES module namespace.
+    const mod = await import("pg");
+    return { Pool: mod.default?.Pool ?? mod.Pool };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") {
+      throw new ConfigError("the PostgreSQL store needs the pg driver: run `npm install pg`");
+    }
+    throw e;
+  }
+}
+
+function parsePostgresUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(
+      "the PostgreSQL store URL is not a valid URL (expected postgres://user@host:port/db)",
+    );
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(
+      `a PostgreSQL store URL starts with postgres:// or postgresql://, not ${url.protocol}//`,
+    );
+  }
+  return url;
+}
+
+/**
+ * `postgres://user:***@host:port/db`: the password never appears, nor any other query parameter
+ * (libpq accepts `password=` there too); the schema does when it is not the default.
+ */
+export function redactPostgresUrl(url: URL, schema = DEFAULT_POSTGRES_SCHEMA): string {
+  const user = url.username;
+  const auth = url.password ? `${user}:***@` : user ? `${user}@` : "";
+  const query = schema !== DEFAULT_POSTGRES_SCHEMA ? `?schema=${schema}` : "";
+  return `${url.protocol}//${auth}${url.host}${url.pathname}${query}`;
+}
+
+function missingKey(location: string): StoreKeyError {
+  return new StoreKeyError(
+    `${location} seals records at rest and needs a key: set TOKENKEEPER_KEY or TOKENKEEPER_KEY_FILE ` +
+      "(`tokenkeeper store init` creates one), or add ?encrypt=false to the store URL to keep records unsealed",
+    { store: location },
+  );
+}

@@ -1,0 +1,416 @@
+/**
+ * A Store on Redis, so a team's machines share one authorization. Requires the optional
+ * `ioredis` driver, loaded only when a RedisStore is first used.
+ *
+ * Layout, under a prefix (default `tokenkeeper:`, for namespacing several deployments or test
+ * runs on one server):
+ *   <prefix>c:<name>     hash {v: version, s: sealed record}: one key, so a read is atomic;
+ *   <prefix>names        set of connector names, so list() needs no KEYS/SCAN;
+ *   <prefix>lock:<name>  the refresh lock: a random owner token with a PX lease.
+ * Writes and deletes are Lua scripts: Redis runs a script atomically, so the version check, the
+ * write and the index update cannot interleave with another client's.
+ *
+ * URL: `redis://[user:password@]host[:port][/db]` or `rediss://` (TLS). Tokenkeeper's own query
+ * parameters: `prefix=` and `encrypt=false` (store records unsealed; only for tests or a store
+ * that is encrypted by other means). Standalone servers only: the scripts touch two keys, which
+ * Redis Cluster would need in one hash slot.
+ *
+ * Durability is the server's: Redis acknowledges a write once it is in memory. A rotated refresh
+ * token lost in a crash cannot be recovered, so run the server with `appendonly yes` and
+ * `appendfsync always` (or `everysec`, accepting up to a second of loss).
+ */
+import { randomBytes } from "node:crypto";
+import type { Redis, RedisOptions } from "ioredis";
+import { type Clock, systemClock } from "../core/clock.js";
+import {
+  ConfigError,
+  ConflictError,
+  LockTimeoutError,
+  StoreCorruptError,
+  StoreKeyError,
+  StoreUnavailableError,
+  TokenkeeperError,
+} from "../core/errors.js";
+import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
+import {
+  type Keyring,
+  type RawRecordAccess,
+  RecordCodec,
+  type RotationReport,
+  resealAll,
+  Sealer,
+} from "./sealing.js";
+import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
+
+export const DEFAULT_REDIS_PREFIX = "tokenkeeper:";
+
+export interface RedisStoreOptions {
+  /** `redis://` or `rediss://`; may carry `prefix=` and `encrypt=false` query parameters. */
+  url: string;
+  /** Keys to seal records with. Required unless `encrypt` is false. */
+  keyring?: Keyring | null;
+  /** Seal records at rest (default true). Setting false is an explicit, documented opt-out. */
+  encrypt?: boolean;
+  /** Key prefix; overrides the URL's `prefix=`. */
+  prefix?: string;
+  clock?: Clock;
+  /** Bound on every command, including time spent queued while reconnecting (default 2000). */
+  commandTimeoutMs?: number;
+  /** Bound on establishing a connection (default 2000). */
+  connectTimeoutMs?: number;
+}
+
+// KEYS[1] record hash, KEYS[2] names set; ARGV[1] expected version ("" = must be absent),
+// ARGV[2] sealed text, ARGV[3] name. Returns {1, newVersion} or {0, actualVersion or ""}.
+const PUT_SCRIPT = `
+local cur = redis.call('HGET', KEYS[1], 'v')
+if ARGV[1] == '' then
+  if cur then return {0, cur} end
+elseif cur ~= ARGV[1] then
+  return {0, cur or ''}
+end
+local v = (tonumber(cur) or 0) + 1
+redis.call('HSET', KEYS[1], 'v', tostring(v), 's', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return {1, v}
+`;
+
+// KEYS as above; ARGV[1] expected version ("" = any), ARGV[2] name.
+// Returns {1, v} deleted, {0, ""} absent, {-1, actual} version mismatch.
+const DELETE_SCRIPT = `
+local cur = redis.call('HGET', KEYS[1], 'v')
+if not cur then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return {0, ''}
+end
+if ARGV[1] ~= '' and cur ~= ARGV[1] then return {-1, cur} end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return {1, cur}
+`;
+
+// Deletes the lock only if we still own it: after our lease ran out someone else may hold it.
+const UNLOCK_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+type ScriptReply = [number, number | string];
+
+interface ScriptedRedis extends Redis {
+  tkPut(record: string, names: string, expected: string, text: string, name: string): Promise<ScriptReply>;
+  tkDelete(record: string, names: string, expected: string, name: string): Promise<ScriptReply>;
+  tkUnlock(lock: string, token: string): Promise<number>;
+}
+
+/** Lock polling: start fast (a release is usually imminent), back off to spare the server. */
+const POLL_MIN_MS = 10;
+const POLL_MAX_MS = 200;
+
+export class RedisStore implements Store {
+  /** The URL with any password replaced by `***`, plus a non-default prefix. */
+  readonly location: string;
+  readonly prefix: string;
+  readonly encrypted: boolean;
+  readonly #url: string;
+  readonly #clock: Clock;
+  readonly #commandTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  #keyring: Keyring | null;
+  #codec: RecordCodec;
+  #client: Promise<ScriptedRedis> | null = null;
+  #lastConnectionError: string | null = null;
+  #closed = false;
+
+  constructor(options: RedisStoreOptions) {
+    const url = parseRedisUrl(options.url);
+    const urlPrefix = url.searchParams.get("prefix");
+    const urlEncrypt = url.searchParams.get("encrypt");
+    if (urlEncrypt !== null && urlEncrypt !== "true" && urlEncrypt !== "false") {
+      throw new ConfigError(
+        `store URL parameter encrypt must be true or false, not "${urlEncrypt.slice(0, 20)}"`,
+      );
+    }
+    for (const p of ["prefix", "encrypt"]) url.searchParams.delete(p);
+    this.#url = url.toString();
+    this.prefix = options.prefix ?? urlPrefix ?? DEFAULT_REDIS_PREFIX;
+    if (this.prefix.length === 0) throw new ConfigError("the Redis key prefix must not be empty");
+    this.location = redactRedisUrl(url, this.prefix);
+    this.encrypted = options.encrypt ?? urlEncrypt !== "false";
+    this.#keyring = options.keyring ?? null;
+    if (this.encrypted && !this.#keyring) throw missingKey(this.location);
+    this.#codec = this.#makeCodec();
+    this.#clock = options.clock ?? systemClock;
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? 2_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
+  }
+
+  #makeCodec(): RecordCodec {
+    const sealer =
+      this.encrypted && this.#keyring ? new Sealer(this.#keyring, { where: this.location }) : null;
+    return new RecordCodec(sealer, this.location);
+  }
+
+  #recordKey(name: string): string {
+    return `${this.prefix}c:${name}`;
+  }
+  get #namesKey(): string {
+    return `${this.prefix}names`;
+  }
+  #lockKey(name: string): string {
+    return `${this.prefix}lock:${name}`;
+  }
+
+  async get(name: string): Promise<StoredRecord | null> {
+    assertConnectorName(name);
+    const raw = await this.#getRaw(name);
+    return raw ? { record: this.#codec.decode(name, raw.text), version: raw.version } : null;
+  }
+
+  async list(): Promise<string[]> {
+    const names = await this.#run("list", (c) => c.smembers(this.#namesKey));
+    return names.sort();
+  }
+
+  async put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number> {
+    assertConnectorName(name);
+    return this.#putRaw(name, this.#codec.encode(name, record), expectedVersion);
+  }
+
+  async delete(name: string, expectedVersion?: number): Promise<boolean> {
+    assertConnectorName(name);
+    const [status, value] = await this.#run("delete", (c) =>
+      c.tkDelete(
+        this.#recordKey(name),
+        this.#namesKey,
+        expectedVersion === undefined ? "" : String(expectedVersion),
+        name,
+      ),
+    );
+    if (status === -1) throw new ConflictError(name, expectedVersion ?? null, Number(value));
+    return status === 1;
+  }
+
+  async lock(name: string, options: LockOptions): Promise<StoreLock> {
+    assertConnectorName(name);
+    const leaseMs = Math.ceil(options.leaseMs);
+    if (!(leaseMs > 0)) throw new ConfigError(`lock lease must be positive, not ${options.leaseMs}`);
+    const token = randomBytes(16).toString("hex");
+    const key = this.#lockKey(name);
+    const deadline = this.#clock.now() + options.waitMs;
+    let pollMs = POLL_MIN_MS;
+    for (;;) {
+      // The lease starts when Redis runs SET, which is after we sent it: counting from the send
+      // makes our expiresAt err early by the round-trip, never late.
+      const sentAt = this.#clock.now();
+      const ok = await this.#run("lock", (c) => c.set(key, token, "PX", leaseMs, "NX"));
+      if (ok === "OK") return this.#handle(name, key, token, sentAt + leaseMs);
+      const now = this.#clock.now();
+      if (now >= deadline) throw new LockTimeoutError(name, options.waitMs, { store: this.location });
+      await this.#clock.sleep(Math.min(pollMs, deadline - now), options.signal);
+      pollMs = Math.min(POLL_MAX_MS, Math.ceil(pollMs * 1.5));
+    }
+  }
+
+  #handle(name: string, key: string, token: string, expiresAt: number): StoreLock {
+    const clock = this.#clock;
+    let released = false;
+    return {
+      name,
+      // Redis leases are relative (PX), so this is by our clock, computed conservatively.
+      expiresAt,
+      held: () => !released && clock.now() < expiresAt,
+      release: async () => {
+        if (released) return;
+        released = true;
+        try {
+          await this.#run("unlock", (c) => c.tkUnlock(key, token));
+        } catch (e) {
+          // Releasing is an optimisation: if the server is unreachable the lease runs out by
+          // itself. Failing here would mask the outcome of the work done under the lock.
+          if (!(e instanceof StoreUnavailableError)) throw e;
+        }
+      },
+    };
+  }
+
+  /**
+   * Makes `next` the keyring and re-seals every record under its current key (compare-and-set,
+   * retried on conflict, so a refresh that lands meanwhile is re-sealed, not lost). `next`
+   * should keep the old keys as previous keys until every machine has the new one.
+   */
+  async rotateKey(next: Keyring): Promise<RotationReport> {
+    if (!this.encrypted)
+      throw new ConfigError(`${this.location} was opened with encrypt=false; nothing to rotate`);
+    const report = await resealAll(this.#raw(), this.#keyring!, next, { where: this.location });
+    this.#keyring = next;
+    this.#codec = this.#makeCodec();
+    return report;
+  }
+
+  /** Nothing to create on Redis; present so `store init` treats every network store alike. */
+  async migrate(): Promise<{ applied: number[]; current: number }> {
+    await this.#run("ping", (c) => c.ping());
+    return { applied: [], current: 0 };
+  }
+
+  #raw(): RawRecordAccess {
+    return {
+      list: () => this.list(),
+      getRaw: (name) => this.#getRaw(name),
+      putRaw: (name, text, expected) => this.#putRaw(name, text, expected),
+    };
+  }
+
+  async #getRaw(name: string): Promise<{ text: string; version: number } | null> {
+    const [v, s] = await this.#run("get", (c) => c.hmget(this.#recordKey(name), "v", "s"));
+    if (v == null) return null;
+    if (s == null) {
+      throw new StoreCorruptError(`connector "${name}" in ${this.location} has a version but no record`, {
+        connector: name,
+        store: this.location,
+      });
+    }
+    return { text: s, version: Number(v) };
+  }
+
+  async #putRaw(name: string, text: string, expectedVersion: number | null): Promise<number> {
+    const [ok, value] = await this.#run("put", (c) =>
+      c.tkPut(
+        this.#recordKey(name),
+        this.#namesKey,
+        expectedVersion === null ? "" : String(expectedVersion),
+        text,
+        name,
+      ),
+    );
+    if (ok !== 1) throw new ConflictError(name, expectedVersion, value === "" ? null : Number(value));
+    return Number(value);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const pending = this.#client;
+    this.#client = null;
+    if (!pending) return;
+    const client = await pending.catch(() => null);
+    if (!client) return;
+    if (client.status === "ready") {
+      // QUIT waits for pending replies; bounded so close() cannot hang on a dead server.
+      const stop = new AbortController();
+      await Promise.race([
+        client.quit().catch(() => {}),
+        this.#clock.sleep(this.#commandTimeoutMs, stop.signal).catch(() => {}),
+      ]);
+      // Cancels the timer, which would otherwise keep the process alive after a prompt QUIT.
+      stop.abort();
+    }
+    client.disconnect();
+  }
+
+  /** Runs one command, turning driver and network failures into StoreUnavailableError. */
+  async #run<T>(what: string, command: (client: ScriptedRedis) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new StoreUnavailableError(`${this.location} is closed`, { store: this.location });
+    const client = await this.#connect();
+    try {
+      return await command(client);
+    } catch (e) {
+      if (e instanceof TokenkeeperError) throw e;
+      // The driver's error may carry the command and its arguments (a record, when encryption
+      // is off): keep only its message, never the error object.
+      const message = e instanceof Error ? e.message : String(e);
+      const reason =
+        client.status !== "ready" && this.#lastConnectionError
+          ? `is unreachable (${this.#lastConnectionError})`
+          : `failed to ${what}: ${message}`;
+      throw new StoreUnavailableError(`Redis store ${this.location} ${reason}`, { store: this.location });
+    }
+  }
+
+  async #connect(): Promise<ScriptedRedis> {
+    this.#client ??= this.#createClient();
+    const client = await this.#client;
+    // "end" is terminal in ioredis (no more reconnection): start over with a fresh client.
+    if (client.status === "end") {
+      this.#client = this.#createClient();
+      return this.#client;
+    }
+    return client;
+  }
+
+  async #createClient(): Promise<ScriptedRedis> {
+    const { Redis } = await loadDriver();
+    const options: RedisOptions = {
+      lazyConnect: true,
+      connectTimeout: this.#connectTimeoutMs,
+      commandTimeout: this.#commandTimeoutMs,
+      // A command waits for at most one reconnection before failing; with commandTimeout this
+      // bounds every call, while the client keeps reconnecting in the background.
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1_000),
+      enableOfflineQueue: true,
+      // How long disconnect() lets a socket linger before destroying it. The timer runs in full
+      // when the socket is already gone (server unreachable), keeping the process alive.
+      disconnectTimeout: 250,
+      connectionName: "tokenkeeper",
+      scripts: {
+        tkPut: { lua: PUT_SCRIPT, numberOfKeys: 2 },
+        tkDelete: { lua: DELETE_SCRIPT, numberOfKeys: 2 },
+        tkUnlock: { lua: UNLOCK_SCRIPT, numberOfKeys: 1 },
+      },
+    };
+    const client = new Redis(this.#url, options) as ScriptedRedis;
+    // Without a listener ioredis prints every connection error to stderr; we report them
+    // through the failing command instead.
+    client.on("error", (e: Error) => {
+      this.#lastConnectionError = e.message;
+    });
+    client.on("ready", () => {
+      this.#lastConnectionError = null;
+    });
+    return client;
+  }
+}
+
+async function loadDriver(): Promise<{ Redis: typeof Redis }> {
+  try {
+    const { Redis } = await import("ioredis");
+    return { Redis };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") {
+      throw new ConfigError("the Redis store needs the ioredis driver: run `npm install ioredis`");
+    }
+    throw e;
+  }
+}
+
+function parseRedisUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError("the Redis store URL is not a valid URL (expected redis://host:port/db)");
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new ConfigError(`a Redis store URL starts with redis:// or rediss://, not ${url.protocol}//`);
+  }
+  return url;
+}
+
+/** `redis://:***@host:port/db`: the password never appears; the prefix does when it is not the default. */
+export function redactRedisUrl(url: URL, prefix = DEFAULT_REDIS_PREFIX): string {
+  const user = url.username;
+  const auth = url.password ? `${user}:***@` : user ? `${user}@` : "";
+  const db = url.pathname && url.pathname !== "/" ? url.pathname : "/0";
+  const query = prefix !== DEFAULT_REDIS_PREFIX ? `?prefix=${encodeURIComponent(prefix)}` : "";
+  return `${url.protocol}//${auth}${url.host}${db}${query}`;
+}
+
+function missingKey(location: string): StoreKeyError {
+  return new StoreKeyError(
+    `${location} seals records at rest and needs a key: set TOKENKEEPER_KEY or TOKENKEEPER_KEY_FILE ` +
+      "(`tokenkeeper store init` creates one), or add ?encrypt=false to the store URL to keep records unsealed",
+    { store: location },
+  );
+}
