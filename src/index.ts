@@ -1,0 +1,45 @@
+/**
+ * Tokenkeeper's public API. Optional parts live behind subpath exports so their drivers load
+ * only when used: `tokenkeeper/redis`, `tokenkeeper/postgres`, `tokenkeeper/mcp`.
+ */
+export { type Clock, ManualClock, systemClock } from "./core/clock.js";
+export { formatDuration, parseDuration } from "./core/duration.js";
+export {
+  ConfigError,
+  ConflictError,
+  EXIT,
+  type ErrorCode,
+  exitCodeFor,
+  InsufficientScopeError,
+  isTokenkeeperError,
+  LockTimeoutError,
+  NotFoundError,
+  ProtocolError,
+  ReauthRequiredError,
+  type ReauthReason,
+  StoreCorruptError,
+  StoreKeyError,
+  StorePermissionError,
+  StoreUnavailableError,
+  TokenkeeperError,
+  TransientError,
+} from "./core/errors.js";
+export type { ConnectorRecord, ConnectorSettings, ConnectorState, TokenSet } from "./core/record.js";
+export { redact, Secret } from "./core/secret.js";
+export type { EventListener, TokenkeeperEvent } from "./manager/events.js";
+export { freshness, refreshWindowMs } from "./manager/refresh-policy.js";
+export {
+  type AccessToken,
+  createTokenManager,
+  type GetTokenOptions,
+  TokenManager,
+  type TokenManagerOptions,
+} from "./manager/token-manager.js";
+export type { FetchLike } from "./oauth/http.js";
+export { FileStore, type FileStoreOptions } from "./store/file-store.js";
+export { MemoryStore } from "./store/memory-store.js";
+export { migrateStore, openStore, type OpenStoreOptions } from "./store/open-store.js";
+export { defaultStateDir } from "./store/state-dir.js";
+export type { LockOptions, Store, StoredRecord, StoreLock } from "./store/types.js";
+export { updateRecord } from "./store/update.js";
+export { type AuthFetchOptions, createAuthFetch } from "./surfaces/auth-fetch.js";
