@@ -6,8 +6,7 @@
  *
  *   npx tsx bench/hot-path.ts [--calls N] [--store URL]
  */
-import { readFile } from "node:fs/promises";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -19,7 +18,13 @@ import { startTestBed } from "../test/bed/index.js";
 import { runWorker } from "../test/manager/fixtures/run-worker.js";
 import { connectTestBed } from "../test/support/connect.js";
 
-const { values } = parseArgs({ options: { calls: { type: "string", default: "200000" }, store: { type: "string" }, "skip-race": { type: "boolean", default: false } } });
+const { values } = parseArgs({
+  options: {
+    calls: { type: "string", default: "200000" },
+    store: { type: "string" },
+    "skip-race": { type: "boolean", default: false },
+  },
+});
 const calls = Number(values.calls);
 
 async function rate(label: string, n: number, fn: () => Promise<unknown>): Promise<number> {
@@ -28,21 +33,35 @@ async function rate(label: string, n: number, fn: () => Promise<unknown>): Promi
   for (let i = 0; i < n; i++) await fn();
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const perSecond = n / seconds;
-  console.log(`${label.padEnd(52)} ${Math.round(perSecond).toLocaleString("en-US").padStart(12)} calls/s  (${((seconds / n) * 1e6).toFixed(2)} µs/call)`);
+  console.log(
+    `${label.padEnd(52)} ${Math.round(perSecond).toLocaleString("en-US").padStart(12)} calls/s  (${((seconds / n) * 1e6).toFixed(2)} µs/call)`,
+  );
   return perSecond;
 }
 
-export async function benchHotPath(store: Store, label: string, naiveFile?: string): Promise<{ manager: number; baseline?: number }> {
+export async function benchHotPath(
+  store: Store,
+  label: string,
+  naiveFile?: string,
+): Promise<{ manager: number; baseline?: number }> {
   const manager = new TokenManager({ store });
-  const managerRate = await rate(`tokenkeeper getAccessToken (${label})`, calls, () => manager.getAccessToken("bench"));
+  const managerRate = await rate(`tokenkeeper getAccessToken (${label})`, calls, () =>
+    manager.getAccessToken("bench"),
+  );
   let baseline: number | undefined;
   if (naiveFile) {
     // What a provider that keeps no state does: read, parse, check expiry, every call.
-    baseline = await rate("baseline: read + parse token file per call", Math.max(1000, Math.floor(calls / 20)), async () => {
-      const data = JSON.parse(await readFile(naiveFile, "utf8")) as { record: { tokens: { access_token: string; expires_at: number } } };
-      if (data.record.tokens.expires_at < Date.now()) throw new Error("expired");
-      return data.record.tokens.access_token;
-    });
+    baseline = await rate(
+      "baseline: read + parse token file per call",
+      Math.max(1000, Math.floor(calls / 20)),
+      async () => {
+        const data = JSON.parse(await readFile(naiveFile, "utf8")) as {
+          record: { tokens: { access_token: string; expires_at: number } };
+        };
+        if (data.record.tokens.expires_at < Date.now()) throw new Error("expired");
+        return data.record.tokens.access_token;
+      },
+    );
     console.log(`speed-up over the baseline: ${(managerRate / baseline).toFixed(0)}x`);
   }
   await manager.close();
@@ -67,7 +86,9 @@ async function main(): Promise<void> {
     }
 
     if (!values["skip-race"]) {
-      console.log("\n# refresh race: 8 processes wake together at each of 3 expiries (access tokens live 3 s)");
+      console.log(
+        "\n# refresh race: 8 processes wake together at each of 3 expiries (access tokens live 3 s)",
+      );
       const raceBed = await startTestBed({ accessTokenTtl: 3 });
       const raceDir = await mkdtemp(join(tmpdir(), "tk-bench-race-"));
       const store = new FileStore({ dir: raceDir });
@@ -75,7 +96,9 @@ async function main(): Promise<void> {
       raceBed.as.resetCounters();
       await Promise.all(Array.from({ length: 8 }, () => runWorker(`file://${raceDir}`, "race", 3)));
       const c = raceBed.as.counters;
-      console.log(`refresh grants at the server: ${c.grants.refresh_token} (expected 3), rejected refresh tokens: ${c.rejectedRefreshTokens} (expected 0)`);
+      console.log(
+        `refresh grants at the server: ${c.grants.refresh_token} (expected 3), rejected refresh tokens: ${c.rejectedRefreshTokens} (expected 0)`,
+      );
       await raceBed.close();
       await rm(raceDir, { recursive: true, force: true });
     }

@@ -7,16 +7,16 @@ export { formatDuration, parseDuration } from "./core/duration.js";
 export {
   ConfigError,
   ConflictError,
-  EXIT,
   type ErrorCode,
+  EXIT,
   exitCodeFor,
   InsufficientScopeError,
   isTokenkeeperError,
   LockTimeoutError,
   NotFoundError,
   ProtocolError,
-  ReauthRequiredError,
   type ReauthReason,
+  ReauthRequiredError,
   StoreCorruptError,
   StoreKeyError,
   StorePermissionError,
@@ -38,7 +38,7 @@ export {
 export type { FetchLike } from "./oauth/http.js";
 export { FileStore, type FileStoreOptions } from "./store/file-store.js";
 export { MemoryStore } from "./store/memory-store.js";
-export { migrateStore, openStore, type OpenStoreOptions } from "./store/open-store.js";
+export { migrateStore, type OpenStoreOptions, openStore } from "./store/open-store.js";
 export { defaultStateDir } from "./store/state-dir.js";
 export type { LockOptions, Store, StoredRecord, StoreLock } from "./store/types.js";
 export { updateRecord } from "./store/update.js";

@@ -85,7 +85,9 @@ if (isEntry) {
       setTimeout(() => process.exit(code), 2_000).unref();
     },
     (error) => {
-      process.stderr.write(`tokenkeeper: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.stderr.write(
+        `tokenkeeper: internal error: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
       process.exit(EXIT.failure);
     },
   );

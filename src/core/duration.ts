@@ -12,7 +12,8 @@ export function parseDuration(text: string): number {
     total += Number(match[1]) * UNIT_MS[match[2]!]!;
     consumed += match[0].length;
   }
-  if (consumed === 0 || consumed !== t.length) throw new RangeError(`not a duration: "${text}" (examples: 30s, 5m, 1h30m, 2d)`);
+  if (consumed === 0 || consumed !== t.length)
+    throw new RangeError(`not a duration: "${text}" (examples: 30s, 5m, 1h30m, 2d)`);
   return Math.round(total);
 }
 

@@ -84,8 +84,15 @@ export class ReauthRequiredError extends TokenkeeperError {
         ? { serverErrorDescription: scrubText(fields.serverErrorDescription, 300) }
         : {}),
     };
-    const server = clean.serverError ? ` (server said ${clean.serverError}${clean.serverErrorDescription ? `: ${clean.serverErrorDescription}` : ""})` : "";
-    super("reauth_required", `connector "${fields.connector}" needs a human to re-authorize: ${fields.reason}${server}. ${fields.action}`, clean, options);
+    const server = clean.serverError
+      ? ` (server said ${clean.serverError}${clean.serverErrorDescription ? `: ${clean.serverErrorDescription}` : ""})`
+      : "";
+    super(
+      "reauth_required",
+      `connector "${fields.connector}" needs a human to re-authorize: ${fields.reason}${server}. ${fields.action}`,
+      clean,
+      options,
+    );
   }
   get reason(): ReauthReason {
     return this.fields.reason;
@@ -96,7 +103,11 @@ export class ReauthRequiredError extends TokenkeeperError {
 }
 
 export class TransientError extends TokenkeeperError {
-  constructor(message: string, fields: ErrorFields & { retryAfterMs?: number; status?: number } = {}, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    fields: ErrorFields & { retryAfterMs?: number; status?: number } = {},
+    options?: { cause?: unknown },
+  ) {
     super("transient", message, fields, options);
   }
   get retryAfterMs(): number | undefined {
@@ -112,25 +123,40 @@ export class ConfigError extends TokenkeeperError {
 
 export class NotFoundError extends TokenkeeperError {
   constructor(connector: string, where: string) {
-    super("not_found", `no connector named "${connector}" in ${where}; run \`tokenkeeper login <mcp-server-url> --name ${connector}\``, { connector, store: where });
+    super(
+      "not_found",
+      `no connector named "${connector}" in ${where}; run \`tokenkeeper login <mcp-server-url> --name ${connector}\``,
+      { connector, store: where },
+    );
   }
 }
 
 /** A server answered with something that is not valid for the protocol (bad metadata, bad token response). */
 export class ProtocolError extends TokenkeeperError {
-  constructor(message: string, fields: ErrorFields & { server?: string; field?: string } = {}, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    fields: ErrorFields & { server?: string; field?: string } = {},
+    options?: { cause?: unknown },
+  ) {
     super("protocol_error", message, fields, options);
   }
 }
 
 export class InsecureEndpointError extends TokenkeeperError {
   constructor(url: string, what: string) {
-    super("insecure_endpoint", `${what} ${url} is not HTTPS; only loopback hosts may use plain HTTP`, { url, what });
+    super("insecure_endpoint", `${what} ${url} is not HTTPS; only loopback hosts may use plain HTTP`, {
+      url,
+      what,
+    });
   }
 }
 
 export class StoreCorruptError extends TokenkeeperError {
-  constructor(message: string, fields: ErrorFields & { file?: string; movedTo?: string } = {}, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    fields: ErrorFields & { file?: string; movedTo?: string } = {},
+    options?: { cause?: unknown },
+  ) {
     super("store_corrupt", message, fields, options);
   }
 }
@@ -155,20 +181,32 @@ export class StoreKeyError extends TokenkeeperError {
 
 export class LockTimeoutError extends TokenkeeperError {
   constructor(connector: string, waitedMs: number, fields: ErrorFields = {}) {
-    super("lock_timeout", `could not take the refresh lock for "${connector}" within ${waitedMs} ms (another process holds it)`, { connector, waitedMs, ...fields });
+    super(
+      "lock_timeout",
+      `could not take the refresh lock for "${connector}" within ${waitedMs} ms (another process holds it)`,
+      { connector, waitedMs, ...fields },
+    );
   }
 }
 
 /** A compare-and-set write lost: someone else wrote a newer version first. */
 export class ConflictError extends TokenkeeperError {
   constructor(connector: string, expected: number | null, actual: number | null) {
-    super("conflict", `connector "${connector}" changed in the store (expected version ${expected}, found ${actual})`, { connector, expected, actual });
+    super(
+      "conflict",
+      `connector "${connector}" changed in the store (expected version ${expected}, found ${actual})`,
+      { connector, expected, actual },
+    );
   }
 }
 
 export class InsufficientScopeError extends TokenkeeperError {
   constructor(connector: string, requiredScope: string | undefined, fields: ErrorFields = {}) {
-    super("insufficient_scope", `the server requires scope "${requiredScope ?? "unknown"}" that connector "${connector}" was not granted; run \`tokenkeeper login --name ${connector} --scope "${requiredScope ?? "…"}"\` again`, { connector, requiredScope, ...fields });
+    super(
+      "insufficient_scope",
+      `the server requires scope "${requiredScope ?? "unknown"}" that connector "${connector}" was not granted; run \`tokenkeeper login --name ${connector} --scope "${requiredScope ?? "…"}"\` again`,
+      { connector, requiredScope, ...fields },
+    );
   }
 }
 

@@ -14,13 +14,17 @@ export function peekJwtClaims(token: string): PeekedClaims | undefined {
   const parts = token.split(".");
   if (parts.length !== 3 || !parts[1] || parts[1].length > 16_384) return undefined;
   try {
-    const payload = JSON.parse(Buffer.from(parts[1], "base64url").toString("utf8")) as Record<string, unknown>;
+    const payload = JSON.parse(Buffer.from(parts[1], "base64url").toString("utf8")) as Record<
+      string,
+      unknown
+    >;
     if (!payload || typeof payload !== "object") return undefined;
     const out: PeekedClaims = {};
     if (typeof payload.iat === "number" && Number.isFinite(payload.iat)) out.iat = payload.iat;
     if (typeof payload.exp === "number" && Number.isFinite(payload.exp)) out.exp = payload.exp;
     if (typeof payload.iss === "string") out.iss = payload.iss;
-    if (typeof payload.aud === "string" || Array.isArray(payload.aud)) out.aud = payload.aud as string | string[];
+    if (typeof payload.aud === "string" || Array.isArray(payload.aud))
+      out.aud = payload.aud as string | string[];
     return out;
   } catch {
     return undefined;

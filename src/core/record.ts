@@ -282,10 +282,13 @@ export function parseRecord(data: unknown, where: string): ConnectorRecord {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const path = issue ? issue.path.join(".") || "(root)" : "(root)";
-    throw new StoreCorruptError(`${where} is not a valid connector record: field "${path}" ${issue?.message ?? "is invalid"}`, {
-      file: where,
-      field: path,
-    });
+    throw new StoreCorruptError(
+      `${where} is not a valid connector record: field "${path}" ${issue?.message ?? "is invalid"}`,
+      {
+        file: where,
+        field: path,
+      },
+    );
   }
   const s = parsed.data;
   return {
@@ -367,9 +370,12 @@ export function decodeRecord(text: string, where: string): ConnectorRecord {
   try {
     data = JSON.parse(text);
   } catch {
-    throw new StoreCorruptError(`${where} is not valid JSON (${text.length === 0 ? "empty" : "truncated or damaged"})`, {
-      file: where,
-    });
+    throw new StoreCorruptError(
+      `${where} is not valid JSON (${text.length === 0 ? "empty" : "truncated or damaged"})`,
+      {
+        file: where,
+      },
+    );
   }
   return parseRecord(data, where);
 }
@@ -379,6 +385,8 @@ export const CONNECTOR_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 
 export function assertConnectorName(name: string): void {
   if (!CONNECTOR_NAME.test(name) || name.includes("..")) {
-    throw new ConfigError(`invalid connector name "${name.slice(0, 80)}": use letters, digits, '.', '_' or '-' (at most 64)`);
+    throw new ConfigError(
+      `invalid connector name "${name.slice(0, 80)}": use letters, digits, '.', '_' or '-' (at most 64)`,
+    );
   }
 }

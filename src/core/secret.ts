@@ -9,7 +9,8 @@ export class Secret {
   readonly #value: string;
 
   constructor(value: string) {
-    if (typeof value !== "string" || value.length === 0) throw new TypeError("a secret must be a non-empty string");
+    if (typeof value !== "string" || value.length === 0)
+      throw new TypeError("a secret must be a non-empty string");
     this.#value = value;
   }
 

@@ -3,12 +3,38 @@
  * By construction they carry no secret: only names, times, counts and scrubbed server text.
  */
 export type TokenkeeperEvent =
-  | { type: "refreshed"; connector: string; at: number; expiresAt: number | null; rotated: boolean; refreshCount: number; durationMs: number; grant: string }
+  | {
+      type: "refreshed";
+      connector: string;
+      at: number;
+      expiresAt: number | null;
+      rotated: boolean;
+      refreshCount: number;
+      durationMs: number;
+      grant: string;
+    }
   | { type: "rotated"; connector: string; at: number; rotationCount: number }
-  | { type: "retrying"; connector: string; at: number; attempt: number; delayMs: number; error: { code: string; message: string; status?: number } }
+  | {
+      type: "retrying";
+      connector: string;
+      at: number;
+      attempt: number;
+      delayMs: number;
+      error: { code: string; message: string; status?: number };
+    }
   | { type: "refresh_failed"; connector: string; at: number; error: { code: string; message: string } }
   | { type: "skew_detected"; connector: string; at: number; skewMs: number }
-  | { type: "reauth_required"; connector: string; at: number; reason: string; serverError?: string; serverErrorDescription?: string; action: string; since: number; requiredScope?: string }
+  | {
+      type: "reauth_required";
+      connector: string;
+      at: number;
+      reason: string;
+      serverError?: string;
+      serverErrorDescription?: string;
+      action: string;
+      since: number;
+      requiredScope?: string;
+    }
   | { type: "refresh_token_expiring"; connector: string; at: number; refreshTokenExpiresAt: number }
   | { type: "lock_contended"; connector: string; at: number; waitedMs: number };
 

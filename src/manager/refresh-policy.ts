@@ -10,7 +10,10 @@ export const DEFAULT_REFRESH_AHEAD_MS = 5 * 60_000;
  * How long before expiry we start refreshing: min(configured upper bound, half the lifetime).
  * Half the lifetime keeps short-lived tokens (seconds) from being refreshed continuously.
  */
-export function refreshWindowMs(tokens: Pick<TokenSet, "expiresAt" | "obtainedAt">, refreshAheadMs = DEFAULT_REFRESH_AHEAD_MS): number {
+export function refreshWindowMs(
+  tokens: Pick<TokenSet, "expiresAt" | "obtainedAt">,
+  refreshAheadMs = DEFAULT_REFRESH_AHEAD_MS,
+): number {
   if (tokens.expiresAt === null) return 0;
   const lifetime = Math.max(0, tokens.expiresAt - tokens.obtainedAt);
   return Math.min(refreshAheadMs, Math.floor(lifetime / 2));
@@ -48,7 +51,10 @@ export function freshness(
 }
 
 /** Milliseconds of validity left (null: unknown expiry). */
-export function timeLeftMs(tokens: Pick<TokenSet, "expiresAt"> | null | undefined, now: number): number | null {
+export function timeLeftMs(
+  tokens: Pick<TokenSet, "expiresAt"> | null | undefined,
+  now: number,
+): number | null {
   if (!tokens || tokens.expiresAt === null) return null;
   return tokens.expiresAt - now;
 }
@@ -68,7 +74,12 @@ export const DEFAULT_RETRY: RetryPolicy = { initialDelayMs: 500, maxDelayMs: 30_
  * Exponential backoff with "full jitter" (delay uniform in [base/2, base]) so a fleet that failed
  * together does not retry together. A server's Retry-After is a floor, never shortened.
  */
-export function backoffDelayMs(attempt: number, policy: RetryPolicy, random: () => number, retryAfterMs?: number): number {
+export function backoffDelayMs(
+  attempt: number,
+  policy: RetryPolicy,
+  random: () => number,
+  retryAfterMs?: number,
+): number {
   const base = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** Math.max(0, attempt));
   const jittered = Math.round(base / 2 + (random() * base) / 2);
   return Math.max(jittered, retryAfterMs ?? 0);
@@ -84,7 +95,9 @@ export type PermanentReason = "invalid_grant" | "invalid_client" | "unauthorized
  * Anything else (invalid_request, invalid_scope, unsupported_grant_type…) will not get better
  * by retrying the same request: also permanent.
  */
-export function classifyOAuthError(error: string): { kind: "transient" } | { kind: "permanent"; reason: PermanentReason } {
+export function classifyOAuthError(
+  error: string,
+): { kind: "transient" } | { kind: "permanent"; reason: PermanentReason } {
   switch (error) {
     case "temporarily_unavailable":
     case "server_error":

@@ -10,15 +10,20 @@ import {
   ConflictError,
   LockTimeoutError,
   NotFoundError,
-  ReauthRequiredError,
   type ReauthReason,
+  ReauthRequiredError,
   TokenkeeperError,
   TransientError,
 } from "../core/errors.js";
 import type { ConnectorRecord, TokenSet } from "../core/record.js";
 import type { Secret } from "../core/secret.js";
 import type { FetchLike } from "../oauth/http.js";
-import { clientCredentialsGrant, type GrantOutcome, refreshGrant, TokenEndpointError } from "../oauth/token-endpoint.js";
+import {
+  clientCredentialsGrant,
+  type GrantOutcome,
+  refreshGrant,
+  TokenEndpointError,
+} from "../oauth/token-endpoint.js";
 import type { Store, StoredRecord } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
 import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
@@ -146,7 +151,10 @@ export class TokenManager {
       const reauth = this.#reauthFromState(entry.stored);
       if (reauth && now - entry.checkedAt < this.#reauthRecheckMs) throw reauth;
     }
-    const fresh = await this.#flight(connector, { minTtlMs, ...(options.signal ? { signal: options.signal } : {}) });
+    const fresh = await this.#flight(connector, {
+      minTtlMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     return this.#hand(fresh, minTtlMs);
   }
 
@@ -154,8 +162,16 @@ export class TokenManager {
    * Called when a resource server rejected `rejected` with 401 invalid_token: refresh now (once
    * for all callers that saw the same rejection) unless the store already holds a newer token.
    */
-  async refreshAfterRejection(connector: string, rejected: Secret, options: { signal?: AbortSignal } = {}): Promise<AccessToken> {
-    const entry = await this.#flight(connector, { minTtlMs: 0, rejected, ...(options.signal ? { signal: options.signal } : {}) });
+  async refreshAfterRejection(
+    connector: string,
+    rejected: Secret,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<AccessToken> {
+    const entry = await this.#flight(connector, {
+      minTtlMs: 0,
+      rejected,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     return this.#hand(entry);
   }
 
@@ -163,7 +179,11 @@ export class TokenManager {
   async refreshNow(connector: string, options: { signal?: AbortSignal } = {}): Promise<AccessToken> {
     const current = await this.#read(connector);
     const rejected = current.record.tokens?.accessToken;
-    const entry = await this.#flight(connector, { minTtlMs: 0, ...(rejected ? { rejected } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    const entry = await this.#flight(connector, {
+      minTtlMs: 0,
+      ...(rejected ? { rejected } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     return this.#hand(entry);
   }
 
@@ -179,7 +199,11 @@ export class TokenManager {
   }
 
   /** Records that a human must act (e.g. a 403 insufficient_scope), notifying observers once per transition. */
-  async markReauthRequired(connector: string, reason: ReauthReason, details: { serverError?: string; serverErrorDescription?: string; requiredScope?: string } = {}): Promise<ReauthRequiredError> {
+  async markReauthRequired(
+    connector: string,
+    reason: ReauthReason,
+    details: { serverError?: string; serverErrorDescription?: string; requiredScope?: string } = {},
+  ): Promise<ReauthRequiredError> {
     const current = await this.#read(connector);
     return this.#enterReauth(current, reason, details);
   }
@@ -198,7 +222,11 @@ export class TokenManager {
   #hand(entry: CacheEntry, minTtlMs = 0): AccessToken {
     const record = entry.stored.record;
     const tokens = record.tokens;
-    if (!tokens) throw this.#reauthFromState(entry.stored) ?? new TransientError(`connector "${record.name}" has no token`, { connector: record.name });
+    if (!tokens)
+      throw (
+        this.#reauthFromState(entry.stored) ??
+        new TransientError(`connector "${record.name}" has no token`, { connector: record.name })
+      );
     // A token that cannot last minTtl even right after a refresh is the best the server grants.
     void minTtlMs;
     return {
@@ -228,11 +256,18 @@ export class TokenManager {
   }
 
   /** A caller that joined someone else's flight may need more (a longer TTL, or its token was rejected). */
-  async #afterSharedFlight(connector: string, entry: CacheEntry, options: FlightOptions): Promise<CacheEntry> {
+  async #afterSharedFlight(
+    connector: string,
+    entry: CacheEntry,
+    options: FlightOptions,
+  ): Promise<CacheEntry> {
     const tokens = entry.stored.record.tokens;
     const replaced = options.rejected && tokens && !tokens.accessToken.equals(options.rejected);
     if (options.rejected && !replaced) return this.#flight(connector, options);
-    if (freshness(tokens, this.clock.now(), options.minTtlMs, 0) === "stale" && !justObtained(tokens, this.clock.now())) {
+    if (
+      freshness(tokens, this.clock.now(), options.minTtlMs, 0) === "stale" &&
+      !justObtained(tokens, this.clock.now())
+    ) {
       return this.#flight(connector, options);
     }
     return entry;
@@ -323,7 +358,11 @@ export class TokenManager {
             });
           }
           lastError = new TransientError(error.message, { connector, status: error.status, kind: "oauth" });
-        } else if (error instanceof TransientError || error instanceof LockTimeoutError || error instanceof ConflictError) {
+        } else if (
+          error instanceof TransientError ||
+          error instanceof LockTimeoutError ||
+          error instanceof ConflictError
+        ) {
           lastError = error;
         } else if (error instanceof TokenkeeperError && error.code === "store_unavailable") {
           lastError = error;
@@ -346,7 +385,11 @@ export class TokenManager {
         at: now,
         attempt: attempt + 1,
         delayMs: delay,
-        error: { code: lastError.code, message: lastError.message, ...(typeof lastError.fields.status === "number" ? { status: lastError.fields.status } : {}) },
+        error: {
+          code: lastError.code,
+          message: lastError.message,
+          ...(typeof lastError.fields.status === "number" ? { status: lastError.fields.status } : {}),
+        },
       });
       attempt++;
       await this.clock.sleep(delay, options.signal);
@@ -355,7 +398,11 @@ export class TokenManager {
 
   async #grantAndPersist(stored: StoredRecord, started: number): Promise<CacheEntry> {
     const record = stored.record;
-    const deps = { clock: this.clock, timeoutMs: this.#requestTimeoutMs, ...(this.#fetch ? { fetch: this.#fetch } : {}) };
+    const deps = {
+      clock: this.clock,
+      timeoutMs: this.#requestTimeoutMs,
+      ...(this.#fetch ? { fetch: this.#fetch } : {}),
+    };
     let outcome: GrantOutcome;
     if (record.grant === "client_credentials") {
       outcome = await clientCredentialsGrant(record, deps);
@@ -398,7 +445,13 @@ export class TokenManager {
       durationMs: now - started,
       grant: record.grant === "client_credentials" ? "client_credentials" : "refresh_token",
     });
-    if (outcome.rotated) this.#emit({ type: "rotated", connector: record.name, at: now, rotationCount: fresh.state.rotationCount });
+    if (outcome.rotated)
+      this.#emit({
+        type: "rotated",
+        connector: record.name,
+        at: now,
+        rotationCount: fresh.state.rotationCount,
+      });
     if (outcome.skewMs !== undefined && Math.abs(outcome.skewMs) > this.#skewWarnMs) {
       this.#emit({ type: "skew_detected", connector: record.name, at: now, skewMs: outcome.skewMs });
     }
@@ -421,14 +474,25 @@ export class TokenManager {
         if (!(error instanceof ConflictError)) throw error;
         const latest = await this.store.get(next.name);
         if (!latest) throw new NotFoundError(next.name, this.store.location);
-        if (!sameRefreshToken(latest.record.tokens, stored.record.tokens) || latest.record.client.clientId !== stored.record.client.clientId) {
+        if (
+          !sameRefreshToken(latest.record.tokens, stored.record.tokens) ||
+          latest.record.client.clientId !== stored.record.client.clientId
+        ) {
           return latest;
         }
-        next = { ...latest.record, tokens: next.tokens, state: { ...latest.record.state, ...next.state }, updatedAt: next.updatedAt };
+        next = {
+          ...latest.record,
+          tokens: next.tokens,
+          state: { ...latest.record.state, ...next.state },
+          updatedAt: next.updatedAt,
+        };
         base = latest;
       }
     }
-    throw new TransientError(`could not save the refreshed token set for "${next.name}": the store kept changing`, { connector: next.name });
+    throw new TransientError(
+      `could not save the refreshed token set for "${next.name}": the store kept changing`,
+      { connector: next.name },
+    );
   }
 
   #reauthFromState(stored: StoredRecord): ReauthRequiredError | undefined {
@@ -447,7 +511,11 @@ export class TokenManager {
   }
 
   /** Records the reauth_required state durably so every process fails fast, and emits the event once. */
-  async #enterReauth(stored: StoredRecord, reason: ReauthReason, details: { serverError?: string; serverErrorDescription?: string; requiredScope?: string }): Promise<ReauthRequiredError> {
+  async #enterReauth(
+    stored: StoredRecord,
+    reason: ReauthReason,
+    details: { serverError?: string; serverErrorDescription?: string; requiredScope?: string },
+  ): Promise<ReauthRequiredError> {
     const now = this.clock.now();
     const r = stored.record;
     const action = reauthAction(r.name, r.server.mcpUrl, r.grant, details.requiredScope ?? r.scope);
@@ -455,7 +523,8 @@ export class TokenManager {
     let transitioned = false;
     try {
       const updated = await updateRecord(this.store, r.name, (current) => {
-        if (current.state.health === "reauth_required" && current.state.reauth?.reason === reason) return null;
+        if (current.state.health === "reauth_required" && current.state.reauth?.reason === reason)
+          return null;
         // A newer login or refresh landed meanwhile: do not mark it dead.
         if (!sameRefreshToken(current.tokens, r.tokens) && reason !== "insufficient_scope") return null;
         transitioned = true;
@@ -466,13 +535,22 @@ export class TokenManager {
             health: "reauth_required",
             lastRefreshAt: now,
             lastRefreshOutcome: "reauth_required",
-            lastError: { code: "reauth_required", at: now, ...(details.serverError ? { error: details.serverError } : {}), ...(error.fields.serverErrorDescription ? { description: error.fields.serverErrorDescription } : {}) },
+            lastError: {
+              code: "reauth_required",
+              at: now,
+              ...(details.serverError ? { error: details.serverError } : {}),
+              ...(error.fields.serverErrorDescription
+                ? { description: error.fields.serverErrorDescription }
+                : {}),
+            },
             reauth: {
               reason,
               since: now,
               action,
               ...(details.serverError ? { serverError: details.serverError } : {}),
-              ...(error.fields.serverErrorDescription ? { serverErrorDescription: error.fields.serverErrorDescription } : {}),
+              ...(error.fields.serverErrorDescription
+                ? { serverErrorDescription: error.fields.serverErrorDescription }
+                : {}),
               ...(details.requiredScope ? { requiredScope: details.requiredScope } : {}),
             },
           },
@@ -497,7 +575,9 @@ export class TokenManager {
         action,
         since: now,
         ...(details.serverError ? { serverError: details.serverError } : {}),
-        ...(error.fields.serverErrorDescription ? { serverErrorDescription: error.fields.serverErrorDescription } : {}),
+        ...(error.fields.serverErrorDescription
+          ? { serverErrorDescription: error.fields.serverErrorDescription }
+          : {}),
         ...(details.requiredScope ? { requiredScope: details.requiredScope } : {}),
       });
     }
@@ -506,7 +586,12 @@ export class TokenManager {
 
   async #recordFailure(connector: string, error: TokenkeeperError, cooldownMs: number): Promise<void> {
     const now = this.clock.now();
-    this.#emit({ type: "refresh_failed", connector, at: now, error: { code: error.code, message: error.message } });
+    this.#emit({
+      type: "refresh_failed",
+      connector,
+      at: now,
+      error: { code: error.code, message: error.message },
+    });
     const cached = this.#cache.get(connector);
     if (cached) this.#cache.set(connector, { ...cached, cooldown: { until: now + cooldownMs, error } });
     try {
@@ -533,7 +618,8 @@ export class TokenManager {
 }
 
 function sameRefreshToken(a: TokenSet | null | undefined, b: TokenSet | null | undefined): boolean {
-  if (!a?.refreshToken || !b?.refreshToken) return !a?.refreshToken && !b?.refreshToken && a?.accessToken.equals(b?.accessToken) === true;
+  if (!a?.refreshToken || !b?.refreshToken)
+    return !a?.refreshToken && !b?.refreshToken && a?.accessToken.equals(b?.accessToken) === true;
   return a.refreshToken.equals(b.refreshToken);
 }
 

@@ -88,17 +88,33 @@ function nullBodyStatus(status: number): boolean {
 function networkError(cause: unknown, where: string, timeoutMs: number, signal: AbortSignal): TransientError {
   const reason = signal.reason as { name?: string } | undefined;
   if (signal.aborted && reason?.name === "TimeoutError") {
-    return new TransientError(`${where} did not answer within ${timeoutMs} ms`, { url: where, kind: "timeout" });
+    return new TransientError(`${where} did not answer within ${timeoutMs} ms`, {
+      url: where,
+      kind: "timeout",
+    });
   }
   const code = (cause as { cause?: { code?: string } })?.cause?.code;
-  return new TransientError(`could not reach ${where}${code ? ` (${code})` : ""}`, { url: where, kind: "network", ...(code ? { errno: code } : {}) });
+  return new TransientError(`could not reach ${where}${code ? ` (${code})` : ""}`, {
+    url: where,
+    kind: "network",
+    ...(code ? { errno: code } : {}),
+  });
 }
 
-async function readBounded(response: Response, maxBytes: number, where: string, timeoutMs: number, signal: AbortSignal): Promise<Uint8Array> {
+async function readBounded(
+  response: Response,
+  maxBytes: number,
+  where: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
   const declared = Number(response.headers.get("content-length"));
   if (Number.isFinite(declared) && declared > maxBytes) {
     await response.body?.cancel().catch(() => {});
-    throw new ProtocolError(`${where} sent a response of ${declared} bytes; the limit is ${maxBytes}`, { url: where, field: "body" });
+    throw new ProtocolError(`${where} sent a response of ${declared} bytes; the limit is ${maxBytes}`, {
+      url: where,
+      field: "body",
+    });
   }
   if (!response.body) return new Uint8Array();
   const chunks: Uint8Array[] = [];
@@ -111,7 +127,10 @@ async function readBounded(response: Response, maxBytes: number, where: string, 
       total += value.byteLength;
       if (total > maxBytes) {
         await reader.cancel().catch(() => {});
-        throw new ProtocolError(`${where} sent more than ${maxBytes} bytes; the limit is ${maxBytes}`, { url: where, field: "body" });
+        throw new ProtocolError(`${where} sent more than ${maxBytes} bytes; the limit is ${maxBytes}`, {
+          url: where,
+          field: "body",
+        });
       }
       chunks.push(value);
     }

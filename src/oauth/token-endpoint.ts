@@ -8,7 +8,14 @@ import type { Clock } from "../core/clock.js";
 import { ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
 import type { ConnectorRecord, TokenSet } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
-import { assertSecureUrl, boundedFetch, describeUrl, type FetchLike, isLoopbackHost, parseRetryAfter } from "./http.js";
+import {
+  assertSecureUrl,
+  boundedFetch,
+  describeUrl,
+  type FetchLike,
+  isLoopbackHost,
+  parseRetryAfter,
+} from "./http.js";
 import { estimateClockSkew, tokenSetFromResponse } from "./token-response.js";
 
 export interface TokenEndpointDeps {
@@ -28,7 +35,11 @@ export class TokenEndpointError extends TokenkeeperError {
     super(
       "protocol_error",
       `${where} answered ${status} ${oauthError}${description ? `: ${scrubText(description, 200)}` : ""}`,
-      { status, serverError: oauthError, ...(description ? { serverErrorDescription: scrubText(description, 300) } : {}) },
+      {
+        status,
+        serverError: oauthError,
+        ...(description ? { serverErrorDescription: scrubText(description, 300) } : {}),
+      },
     );
   }
 }
@@ -47,9 +58,15 @@ export function oauthClientFor(record: ConnectorRecord): {
   insecure: boolean;
 } {
   const as = record.server.metadata as unknown as oauth.AuthorizationServer;
-  if (!as.token_endpoint) throw new ProtocolError(`the authorization server ${record.server.issuer} has no token_endpoint`, { field: "token_endpoint" });
+  if (!as.token_endpoint)
+    throw new ProtocolError(`the authorization server ${record.server.issuer} has no token_endpoint`, {
+      field: "token_endpoint",
+    });
   const tokenUrl = assertSecureUrl(as.token_endpoint, "token_endpoint");
-  const client: oauth.Client = { client_id: record.client.clientId, token_endpoint_auth_method: record.client.tokenEndpointAuthMethod };
+  const client: oauth.Client = {
+    client_id: record.client.clientId,
+    token_endpoint_auth_method: record.client.tokenEndpointAuthMethod,
+  };
   const secret = record.client.clientSecret?.reveal();
   let auth: oauth.ClientAuth;
   switch (record.client.tokenEndpointAuthMethod) {
@@ -73,8 +90,14 @@ export function oauthClientFor(record: ConnectorRecord): {
 export async function callTokenEndpoint(
   record: ConnectorRecord,
   deps: TokenEndpointDeps,
-  send: (ctx: ReturnType<typeof oauthClientFor>, options: oauth.TokenEndpointRequestOptions) => Promise<Response>,
-  process: (ctx: ReturnType<typeof oauthClientFor>, response: Response) => Promise<oauth.TokenEndpointResponse>,
+  send: (
+    ctx: ReturnType<typeof oauthClientFor>,
+    options: oauth.TokenEndpointRequestOptions,
+  ) => Promise<Response>,
+  process: (
+    ctx: ReturnType<typeof oauthClientFor>,
+    response: Response,
+  ) => Promise<oauth.TokenEndpointResponse>,
   previous: TokenSet | null,
 ): Promise<GrantOutcome> {
   const ctx = oauthClientFor(record);
@@ -108,7 +131,12 @@ export async function callTokenEndpoint(
       throw new TokenEndpointError(cause.status, cause.error, cause.error_description, where);
     }
     if (cause instanceof oauth.WWWAuthenticateChallengeError) {
-      throw new TokenEndpointError(cause.status, "invalid_client", "WWW-Authenticate challenge from the token endpoint", where);
+      throw new TokenEndpointError(
+        cause.status,
+        "invalid_client",
+        "WWW-Authenticate challenge from the token endpoint",
+        where,
+      );
     }
     // A 2xx whose body is not a valid token response (HTML from a proxy, truncated JSON): the
     // answer was lost in transit, not a verdict on the grant. Retrying is the only option; a
@@ -127,7 +155,9 @@ export async function callTokenEndpoint(
     receivedAt,
     previous,
     ...(skewMs !== undefined ? { skewMs } : {}),
-    ...(record.settings.refreshTokenLifetimeMs !== undefined ? { refreshTokenLifetimeMs: record.settings.refreshTokenLifetimeMs } : {}),
+    ...(record.settings.refreshTokenLifetimeMs !== undefined
+      ? { refreshTokenLifetimeMs: record.settings.refreshTokenLifetimeMs }
+      : {}),
     ...(record.scope !== undefined ? { requestedScope: record.scope } : {}),
   });
   return { tokens, rotated, ...(skewMs !== undefined ? { skewMs } : {}) };
@@ -149,14 +179,18 @@ export function refreshGrant(record: ConnectorRecord, deps: TokenEndpointDeps): 
   return callTokenEndpoint(
     record,
     deps,
-    (ctx, options) => oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth, refreshToken.reveal(), options),
+    (ctx, options) =>
+      oauth.refreshTokenGrantRequest(ctx.as, ctx.client, ctx.auth, refreshToken.reveal(), options),
     (ctx, response) => oauth.processRefreshTokenResponse(ctx.as, ctx.client, response),
     record.tokens,
   );
 }
 
 /** RFC 6749 §4.4: machine-to-machine, no refresh token and no human ever. */
-export function clientCredentialsGrant(record: ConnectorRecord, deps: TokenEndpointDeps): Promise<GrantOutcome> {
+export function clientCredentialsGrant(
+  record: ConnectorRecord,
+  deps: TokenEndpointDeps,
+): Promise<GrantOutcome> {
   const params: Record<string, string> = {};
   if (record.scope) params.scope = record.scope;
   return callTokenEndpoint(
@@ -164,7 +198,13 @@ export function clientCredentialsGrant(record: ConnectorRecord, deps: TokenEndpo
     deps,
     (ctx, options) => {
       const { additionalParameters, ...rest } = options;
-      return oauth.clientCredentialsGrantRequest(ctx.as, ctx.client, ctx.auth, { ...params, ...(additionalParameters as Record<string, string>) }, rest);
+      return oauth.clientCredentialsGrantRequest(
+        ctx.as,
+        ctx.client,
+        ctx.auth,
+        { ...params, ...(additionalParameters as Record<string, string>) },
+        rest,
+      );
     },
     (ctx, response) => oauth.processClientCredentialsResponse(ctx.as, ctx.client, response),
     null,

@@ -35,7 +35,11 @@ export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; 
   const { response, receivedAt, previous } = input;
   const skew = input.skewMs ?? 0;
   let expiresAt: number | null = null;
-  if (typeof response.expires_in === "number" && Number.isFinite(response.expires_in) && response.expires_in >= 0) {
+  if (
+    typeof response.expires_in === "number" &&
+    Number.isFinite(response.expires_in) &&
+    response.expires_in >= 0
+  ) {
     expiresAt = receivedAt + Math.floor(response.expires_in * 1000);
   } else {
     // No expires_in: if the access token is a JWT with `exp`, that is an absolute time on the
@@ -72,7 +76,8 @@ export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; 
   const scope = response.scope ?? previous?.scope ?? input.requestedScope;
   if (scope !== undefined) tokens.scope = scope;
   if (refreshToken && refreshTokenIssuedAt !== undefined) tokens.refreshTokenIssuedAt = refreshTokenIssuedAt;
-  if (refreshToken && refreshTokenExpiresAt !== undefined) tokens.refreshTokenExpiresAt = refreshTokenExpiresAt;
+  if (refreshToken && refreshTokenExpiresAt !== undefined)
+    tokens.refreshTokenExpiresAt = refreshTokenExpiresAt;
   return { tokens, rotated };
 }
 

@@ -36,7 +36,9 @@ describe("refresh race across processes (file store)", () => {
     await store.close();
     bed.as.resetCounters();
 
-    const outputs = await Promise.all(Array.from({ length: WORKERS }, () => runWorker(`file://${dir}`, "race", ROUNDS)));
+    const outputs = await Promise.all(
+      Array.from({ length: WORKERS }, () => runWorker(`file://${dir}`, "race", ROUNDS)),
+    );
 
     assert.equal(bed.as.counters.grants.refresh_token, ROUNDS, "one refresh grant per expiry");
     assert.equal(bed.as.counters.rejectedRefreshTokens, 0, "no refresh token was ever reused");

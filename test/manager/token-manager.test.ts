@@ -57,7 +57,10 @@ describe("TokenManager against a real authorization server", () => {
       // comes back at once and a refresh runs in the background.
       await clock.advance(before.tokens!.expiresAt! - clock.now() - 4 * 60_000);
       const handed = await manager.getAccessToken(name);
-      assert.ok(handed.token.equals(before.tokens!.accessToken), "the still-valid token is handed out during the refresh");
+      assert.ok(
+        handed.token.equals(before.tokens!.accessToken),
+        "the still-valid token is handed out during the refresh",
+      );
       await waitFor(() => refreshGrants() === round);
       await waitFor(async () => (await stored()).state.refreshCount === round);
       const after = await stored();
@@ -98,7 +101,8 @@ describe("TokenManager against a real authorization server", () => {
     const current = (await stored()).tokens!.accessToken;
     for (let i = 0; i < 5; i++) assert.ok((await manager.getAccessToken(name)).token.equals(current));
     // Let each backoff sleep run out once the manager has announced it.
-    const retries = () => events.filter((e): e is Extract<TokenkeeperEvent, { type: "retrying" }> => e.type === "retrying");
+    const retries = () =>
+      events.filter((e): e is Extract<TokenkeeperEvent, { type: "retrying" }> => e.type === "retrying");
     for (let k = 1; k <= 3; k++) {
       await waitFor(() => retries().length >= k);
       assert.ok((await manager.getAccessToken(name)).token.equals(current), "still served during retries");
@@ -116,7 +120,10 @@ describe("TokenManager against a real authorization server", () => {
     await clock.advance(HOUR + 1);
     const pending = manager.getAccessToken(name);
     await waitFor(() => events.some((e) => e.type === "retrying"));
-    const retrying = events.find((e) => e.type === "retrying") as Extract<TokenkeeperEvent, { type: "retrying" }>;
+    const retrying = events.find((e) => e.type === "retrying") as Extract<
+      TokenkeeperEvent,
+      { type: "retrying" }
+    >;
     assert.ok(retrying.delayMs >= 7_000, `delay ${retrying.delayMs}`);
     assert.equal(retrying.error.status, 429);
     await clock.advance(6_900);
@@ -181,7 +188,9 @@ describe("TokenManager against a real authorization server", () => {
 
   it("a 401 for a token the server no longer accepts triggers one refresh shared by all callers", async () => {
     const rejected = (await manager.getAccessToken(name)).token;
-    const renewed = await Promise.all(Array.from({ length: 50 }, () => manager.refreshAfterRejection(name, rejected)));
+    const renewed = await Promise.all(
+      Array.from({ length: 50 }, () => manager.refreshAfterRejection(name, rejected)),
+    );
     assert.equal(refreshGrants(), 1);
     assert.ok(renewed.every((t) => !t.token.equals(rejected) && t.token.equals(renewed[0]!.token)));
   });

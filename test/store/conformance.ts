@@ -8,9 +8,9 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ConflictError, LockTimeoutError } from "../../src/core/errors.js";
 import { serializeRecord } from "../../src/core/record.js";
+import { Secret } from "../../src/core/secret.js";
 import type { Store } from "../../src/store/types.js";
 import { makeRecord, makeTokens } from "../support/fixtures.js";
-import { Secret } from "../../src/core/secret.js";
 
 export interface ConformanceTarget {
   /** A fresh store with no connectors (unique namespace per call). */
@@ -66,7 +66,11 @@ export function describeStoreConformance(label: string, target: ConformanceTarge
       await store.put("race", makeRecord("race"), null);
       const results = await Promise.allSettled(
         Array.from({ length: 16 }, (_, i) =>
-          store.put("race", makeRecord("race", { tokens: makeTokens({ accessToken: new Secret(`at-${i}`) }) }), 1),
+          store.put(
+            "race",
+            makeRecord("race", { tokens: makeTokens({ accessToken: new Secret(`at-${i}`) }) }),
+            1,
+          ),
         ),
       );
       const won = results.filter((r) => r.status === "fulfilled");

@@ -23,9 +23,17 @@ export interface ConnectOptions {
 
 const insecure = { [oauth.allowInsecureRequests]: true } as const;
 
-export async function connectTestBed(bed: BedLike, store: Store, name: string, options: ConnectOptions = {}): Promise<ConnectorRecord> {
+export async function connectTestBed(
+  bed: BedLike,
+  store: Store,
+  name: string,
+  options: ConnectOptions = {},
+): Promise<ConnectorRecord> {
   const issuer = new URL(bed.issuer);
-  const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { ...insecure, algorithm: "oauth2" }));
+  const as = await oauth.processDiscoveryResponse(
+    issuer,
+    await oauth.discoveryRequest(issuer, { ...insecure, algorithm: "oauth2" }),
+  );
   const redirectUri = "http://127.0.0.1:9/callback";
   const registration = await fetch(as.registration_endpoint!, {
     method: "POST",
@@ -39,7 +47,8 @@ export async function connectTestBed(bed: BedLike, store: Store, name: string, o
       application_type: "native",
     }),
   });
-  if (registration.status !== 201) throw new Error(`registration failed: ${registration.status} ${await registration.text()}`);
+  if (registration.status !== 201)
+    throw new Error(`registration failed: ${registration.status} ${await registration.text()}`);
   const clientInfo = (await registration.json()) as { client_id: string };
   const client: oauth.Client = { client_id: clientInfo.client_id, token_endpoint_auth_method: "none" };
 
@@ -72,10 +81,18 @@ export async function connectTestBed(bed: BedLike, store: Store, name: string, o
   }
   const params = oauth.validateAuthResponse(as, client, new URL(location), state);
   const receivedBefore = Date.now();
-  const response = await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), params, redirectUri, verifier, {
-    ...insecure,
-    additionalParameters: { resource: bed.mcpUrl },
-  });
+  const response = await oauth.authorizationCodeGrantRequest(
+    as,
+    client,
+    oauth.None(),
+    params,
+    redirectUri,
+    verifier,
+    {
+      ...insecure,
+      additionalParameters: { resource: bed.mcpUrl },
+    },
+  );
   const result = await oauth.processAuthorizationCodeResponse(as, client, response);
   const now = options.now ?? receivedBefore;
   const { tokens } = tokenSetFromResponse({
@@ -88,8 +105,18 @@ export async function connectTestBed(bed: BedLike, store: Store, name: string, o
     name,
     grant: "authorization_code",
     scope,
-    server: { mcpUrl: bed.mcpUrl, resource: bed.mcpUrl, issuer: as.issuer, metadata: { ...(as as unknown as Record<string, unknown>), issuer: as.issuer } },
-    client: { kind: "dynamic", clientId: client.client_id, tokenEndpointAuthMethod: "none", redirectUris: [redirectUri] },
+    server: {
+      mcpUrl: bed.mcpUrl,
+      resource: bed.mcpUrl,
+      issuer: as.issuer,
+      metadata: { ...(as as unknown as Record<string, unknown>), issuer: as.issuer },
+    },
+    client: {
+      kind: "dynamic",
+      clientId: client.client_id,
+      tokenEndpointAuthMethod: "none",
+      redirectUris: [redirectUri],
+    },
     tokens,
     state: initialState(),
     settings: options.settings ?? {},

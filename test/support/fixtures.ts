@@ -15,7 +15,11 @@ export function makeTokens(overrides: Partial<TokenSet> = {}, now = Date.UTC(203
   };
 }
 
-export function makeRecord(name = "demo", overrides: Partial<ConnectorRecord> = {}, now = Date.UTC(2030, 0, 1)): ConnectorRecord {
+export function makeRecord(
+  name = "demo",
+  overrides: Partial<ConnectorRecord> = {},
+  now = Date.UTC(2030, 0, 1),
+): ConnectorRecord {
   return {
     schema: 1,
     name,

@@ -1,26 +1,37 @@
 import assert from "node:assert/strict";
-import { inspect } from "node:util";
 import { describe, it } from "node:test";
+import { inspect } from "node:util";
 import { ManualClock, timeoutSignal } from "../../src/core/clock.js";
 import { formatDuration, parseDuration } from "../../src/core/duration.js";
 import { EXIT, exitCodeFor, ReauthRequiredError, TransientError } from "../../src/core/errors.js";
-import { redact, scrubText, Secret } from "../../src/core/secret.js";
+import { redact, Secret, scrubText } from "../../src/core/secret.js";
 
 describe("Secret", () => {
   const s = new Secret("super-secret-token-value");
   it("never prints its value: String, template, JSON, inspect, error messages", () => {
-    for (const printed of [String(s), `${s}`, JSON.stringify({ s }), inspect(s), inspect({ nested: { s } }), new Error(`x ${s}`).message]) {
+    for (const printed of [
+      String(s),
+      `${s}`,
+      JSON.stringify({ s }),
+      inspect(s),
+      inspect({ nested: { s } }),
+      new Error(`x ${s}`).message,
+    ]) {
       assert.ok(!printed.includes("super-secret"), printed);
     }
     assert.equal(s.reveal(), "super-secret-token-value");
   });
   it("redact() strips secret-looking fields and Secrets from server objects", () => {
-    const out = JSON.stringify(redact({ access_token: "abc", nested: { refresh_token: "def", ok: 1 }, list: [s] }));
+    const out = JSON.stringify(
+      redact({ access_token: "abc", nested: { refresh_token: "def", ok: 1 }, list: [s] }),
+    );
     assert.ok(!out.includes("abc") && !out.includes("def") && !out.includes("super-secret"));
     assert.ok(out.includes('"ok":1'));
   });
   it("scrubText() removes JWTs, bearer values and codes in URLs", () => {
-    const text = scrubText("Bearer abc.def got eyJhbGciOi.eyJzdWIi.sig at https://x/cb?code=SECRETCODE&state=s1");
+    const text = scrubText(
+      "Bearer abc.def got eyJhbGciOi.eyJzdWIi.sig at https://x/cb?code=SECRETCODE&state=s1",
+    );
     assert.ok(!text.includes("abc.def") && !text.includes("eyJzdWIi") && !text.includes("SECRETCODE"), text);
   });
 });
@@ -42,7 +53,12 @@ describe("durations", () => {
 
 describe("exit codes", () => {
   it("maps stable codes, not messages", () => {
-    assert.equal(exitCodeFor(new ReauthRequiredError({ connector: "c", reason: "invalid_grant", since: 0, action: "login" })), EXIT.reauth);
+    assert.equal(
+      exitCodeFor(
+        new ReauthRequiredError({ connector: "c", reason: "invalid_grant", since: 0, action: "login" }),
+      ),
+      EXIT.reauth,
+    );
     assert.equal(exitCodeFor(new TransientError("x")), EXIT.transient);
     assert.equal(exitCodeFor(new Error("x")), EXIT.failure);
   });

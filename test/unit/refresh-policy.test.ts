@@ -11,7 +11,10 @@ import {
 } from "../../src/manager/refresh-policy.js";
 
 const T0 = Date.UTC(2030, 0, 1);
-const tokens = (lifetimeMs: number | null) => ({ obtainedAt: T0, expiresAt: lifetimeMs === null ? null : T0 + lifetimeMs });
+const tokens = (lifetimeMs: number | null) => ({
+  obtainedAt: T0,
+  expiresAt: lifetimeMs === null ? null : T0 + lifetimeMs,
+});
 
 describe("refresh-ahead window", () => {
   it("is min(5 minutes, half the lifetime)", () => {
@@ -55,7 +58,8 @@ describe("refresh-ahead window", () => {
           const t = tokens(lifetime);
           const now = T0 + elapsed;
           const state = freshness(t, now, minTtl, ahead);
-          if (state !== "stale") assert.ok(t.expiresAt! - now >= minTtl, `${state} token expires within minTtl`);
+          if (state !== "stale")
+            assert.ok(t.expiresAt! - now >= minTtl, `${state} token expires within minTtl`);
           if (state === "fresh") assert.ok(t.expiresAt! - now >= minTtl + refreshWindowMs(t, ahead));
         },
       ),
@@ -66,20 +70,43 @@ describe("refresh-ahead window", () => {
 describe("backoff", () => {
   it("grows exponentially with jitter in [base/2, base] and is capped", () => {
     const policy = { ...DEFAULT_RETRY, initialDelayMs: 1000, maxDelayMs: 8000 };
-    assert.equal(backoffDelayMs(0, policy, () => 0), 500);
-    assert.equal(backoffDelayMs(0, policy, () => 1), 1000);
-    assert.equal(backoffDelayMs(2, policy, () => 1), 4000);
-    assert.equal(backoffDelayMs(10, policy, () => 1), 8000);
-    assert.equal(backoffDelayMs(10, policy, () => 0), 4000);
+    assert.equal(
+      backoffDelayMs(0, policy, () => 0),
+      500,
+    );
+    assert.equal(
+      backoffDelayMs(0, policy, () => 1),
+      1000,
+    );
+    assert.equal(
+      backoffDelayMs(2, policy, () => 1),
+      4000,
+    );
+    assert.equal(
+      backoffDelayMs(10, policy, () => 1),
+      8000,
+    );
+    assert.equal(
+      backoffDelayMs(10, policy, () => 0),
+      4000,
+    );
   });
 
   it("never waits less than the server's Retry-After", () => {
-    assert.equal(backoffDelayMs(0, DEFAULT_RETRY, () => 0.5, 7_000), 7_000);
+    assert.equal(
+      backoffDelayMs(0, DEFAULT_RETRY, () => 0.5, 7_000),
+      7_000,
+    );
     fc.assert(
-      fc.property(fc.nat(30), fc.double({ min: 0, max: 1, noNaN: true }), fc.nat(120_000), (attempt, r, retryAfter) => {
-        const d = backoffDelayMs(attempt, DEFAULT_RETRY, () => r, retryAfter);
-        assert.ok(d >= retryAfter && d <= Math.max(retryAfter, DEFAULT_RETRY.maxDelayMs));
-      }),
+      fc.property(
+        fc.nat(30),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.nat(120_000),
+        (attempt, r, retryAfter) => {
+          const d = backoffDelayMs(attempt, DEFAULT_RETRY, () => r, retryAfter);
+          assert.ok(d >= retryAfter && d <= Math.max(retryAfter, DEFAULT_RETRY.maxDelayMs));
+        },
+      ),
     );
   });
 });
@@ -88,7 +115,10 @@ describe("OAuth error classification (RFC 6749 §5.2)", () => {
   it("treats revoked/expired/reused grants and dead clients as needing a human", () => {
     assert.deepEqual(classifyOAuthError("invalid_grant"), { kind: "permanent", reason: "invalid_grant" });
     assert.deepEqual(classifyOAuthError("invalid_client"), { kind: "permanent", reason: "invalid_client" });
-    assert.deepEqual(classifyOAuthError("unauthorized_client"), { kind: "permanent", reason: "unauthorized_client" });
+    assert.deepEqual(classifyOAuthError("unauthorized_client"), {
+      kind: "permanent",
+      reason: "unauthorized_client",
+    });
     assert.deepEqual(classifyOAuthError("invalid_scope"), { kind: "permanent", reason: "token_rejected" });
   });
   it("retries temporarily_unavailable and server_error", () => {

@@ -22,7 +22,10 @@ describe("WWW-Authenticate parsing", () => {
   });
   it("finds Bearer among several challenges, and handles a bare scheme", () => {
     assert.equal(parseWwwAuthenticate('Basic realm="x", Bearer realm="y"').length, 2);
-    assert.deepEqual(parseBearerChallenge('Basic realm="x", Bearer realm="y", scope="a"'), { realm: "y", scope: "a" });
+    assert.deepEqual(parseBearerChallenge('Basic realm="x", Bearer realm="y", scope="a"'), {
+      realm: "y",
+      scope: "a",
+    });
     assert.deepEqual(parseBearerChallenge("Bearer"), {});
     assert.equal(parseBearerChallenge(null), undefined);
     assert.equal(parseBearerChallenge("Basic realm=x"), undefined);
