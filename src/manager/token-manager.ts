@@ -155,7 +155,8 @@ export class TokenManager {
       minTtlMs,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    return this.#hand(fresh, minTtlMs);
+    // A token that cannot last minTtl even right after a refresh is the best the server grants.
+    return this.#hand(fresh);
   }
 
   /**
@@ -219,7 +220,7 @@ export class TokenManager {
     return record.settings.refreshAheadMs ?? this.#refreshAheadMs;
   }
 
-  #hand(entry: CacheEntry, minTtlMs = 0): AccessToken {
+  #hand(entry: CacheEntry): AccessToken {
     const record = entry.stored.record;
     const tokens = record.tokens;
     if (!tokens)
@@ -227,8 +228,6 @@ export class TokenManager {
         this.#reauthFromState(entry.stored) ??
         new TransientError(`connector "${record.name}" has no token`, { connector: record.name })
       );
-    // A token that cannot last minTtl even right after a refresh is the best the server grants.
-    void minTtlMs;
     return {
       connector: record.name,
       token: tokens.accessToken,

@@ -186,6 +186,24 @@ describe("TokenManager against a real authorization server", () => {
     assert.equal(events.filter((e) => e.type === "reauth_required").length, 1);
   });
 
+  it("a refresh answer lost after the server rotated ends as a clear reauth_required, not a retry loop", async () => {
+    // The server processes the refresh, then the connection drops: our refresh token is now
+    // "already used" and a strict-rotation server revokes the grant on the retry (RFC 9700 §4.14.2).
+    bed.as.failTokenEndpoint(1, "drop", { afterProcessing: true });
+    await clock.advance(HOUR + 1);
+    const pending = manager.getAccessToken(name).then(
+      () => assert.fail("expected reauth_required"),
+      (e: unknown) => e,
+    );
+    await waitFor(() => events.some((e) => e.type === "retrying"));
+    const retry = events.find((e) => e.type === "retrying") as Extract<TokenkeeperEvent, { type: "retrying" }>;
+    await clock.advance(retry.delayMs);
+    const error = await pending;
+    assert.ok(error instanceof ReauthRequiredError, String(error));
+    assert.equal(bed.as.counters.refreshTokenReuse, 1);
+    assert.equal(bed.as.counters.tokenRequests, 2, "one try, one retry, then stop");
+  });
+
   it("a 401 for a token the server no longer accepts triggers one refresh shared by all callers", async () => {
     const rejected = (await manager.getAccessToken(name)).token;
     const renewed = await Promise.all(
