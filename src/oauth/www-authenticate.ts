@@ -119,7 +119,10 @@ export interface InsufficientScope {
  * whose Bearer challenge says `insufficient_scope`. Returns what the caller needs to build a
  * `reauth_required` result naming the scope; undefined for any other response.
  */
-export function parseInsufficientScope(response: { status: number; headers: { get(name: string): string | null } }): InsufficientScope | undefined {
+export function parseInsufficientScope(response: {
+  status: number;
+  headers: { get(name: string): string | null };
+}): InsufficientScope | undefined {
   if (response.status !== 403) return undefined;
   const bearer = parseBearerChallenge(response.headers.get("www-authenticate"));
   if (bearer?.error !== "insufficient_scope") return undefined;
