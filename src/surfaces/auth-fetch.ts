@@ -4,7 +4,7 @@
  * be sent again). What it cannot fix it reports with a typed error — ReauthRequiredError when
  * a human must log in again — never a bare 401 for the caller to misread as "tool failed".
  */
-import { NotFoundError, ReauthRequiredError, type ReauthReason, TransientError } from "../core/errors.js";
+import { NotFoundError, type ReauthReason, ReauthRequiredError, TransientError } from "../core/errors.js";
 import type { ConnectorRecord, TokenSet } from "../core/record.js";
 import { DEFAULT_REFRESH_AHEAD_MS, expiryMarginMs, refreshWindowMs } from "../manager/refresh-policy.js";
 import type { AccessToken, GetTokenOptions, TokenManager } from "../manager/token-manager.js";
@@ -18,7 +18,11 @@ export interface AuthFetchOptions {
   fetch?: FetchLike;
 }
 
-export function createAuthFetch(manager: TokenManager, connector: string, options: AuthFetchOptions = {}): FetchLike {
+export function createAuthFetch(
+  manager: TokenManager,
+  connector: string,
+  options: AuthFetchOptions = {},
+): FetchLike {
   const base = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   return async (input, init) => {
     const request = new Request(input, init);
@@ -27,7 +31,11 @@ export function createAuthFetch(manager: TokenManager, connector: string, option
     const replayable = !(init?.body instanceof ReadableStream);
     const spare = replayable ? request.clone() : undefined;
 
-    const token = await liveAccessToken(manager, connector, options.minTtlMs !== undefined ? { minTtlMs: options.minTtlMs } : {});
+    const token = await liveAccessToken(
+      manager,
+      connector,
+      options.minTtlMs !== undefined ? { minTtlMs: options.minTtlMs } : {},
+    );
     const response = await base(withToken(request, token));
     if (response.status === 403) await throwIfInsufficientScope(manager, connector, response);
     if (response.status !== 401) return response;
@@ -36,11 +44,18 @@ export function createAuthFetch(manager: TokenManager, connector: string, option
     await response.body?.cancel().catch(() => {});
     // RFC 6750 §3.1: invalid_token (or no error at all, for a token the server does not know).
     if (challenge?.error && challenge.error !== "invalid_token") {
-      throw new TransientError(`the server rejected the request with 401 ${challenge.error}`, { connector, status: 401, serverError: challenge.error });
+      throw new TransientError(`the server rejected the request with 401 ${challenge.error}`, {
+        connector,
+        status: 401,
+        serverError: challenge.error,
+      });
     }
     const renewed = await manager.refreshAfterRejection(connector, token.token);
     if (!spare) {
-      throw new TransientError("the access token was renewed but the request body is a stream and cannot be sent again; retry the request", { connector, status: 401 });
+      throw new TransientError(
+        "the access token was renewed but the request body is a stream and cannot be sent again; retry the request",
+        { connector, status: 401 },
+      );
     }
     const retried = await base(withToken(spare, renewed));
     if (retried.status === 403) await throwIfInsufficientScope(manager, connector, retried);
@@ -63,7 +78,11 @@ function withToken(request: Request, token: AccessToken): Request {
 }
 
 /** RFC 6750 §3.1 insufficient_scope: a step-up a human must grant; the connector keeps working for other calls. */
-async function throwIfInsufficientScope(manager: TokenManager, connector: string, response: Response): Promise<void> {
+async function throwIfInsufficientScope(
+  manager: TokenManager,
+  connector: string,
+  response: Response,
+): Promise<void> {
   const challenge = parseBearerChallenge(response.headers.get("www-authenticate"));
   if (challenge?.error !== "insufficient_scope") return;
   await response.body?.cancel().catch(() => {});
@@ -114,14 +133,21 @@ const reauthVerdicts = new WeakMap<TokenManager, Map<string, { at: number; error
  * The store is consulted (at most once a second) before failing, so a new login in another
  * process is picked up.
  */
-export async function liveAccessToken(manager: TokenManager, connector: string, options: GetTokenOptions = {}): Promise<AccessToken> {
+export async function liveAccessToken(
+  manager: TokenManager,
+  connector: string,
+  options: GetTokenOptions = {},
+): Promise<AccessToken> {
   const token = await manager.getAccessToken(connector, options);
   const cached = manager.cached(connector)?.record;
   if (cached?.state.health !== "reauth_required") return token;
 
   const now = manager.clock.now();
   let verdicts = reauthVerdicts.get(manager);
-  if (!verdicts) reauthVerdicts.set(manager, (verdicts = new Map()));
+  if (!verdicts) {
+    verdicts = new Map();
+    reauthVerdicts.set(manager, verdicts);
+  }
   const recent = verdicts.get(connector);
   if (recent && now - recent.at < REAUTH_RECHECK_MS) throw recent.error;
 

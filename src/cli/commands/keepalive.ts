@@ -1,0 +1,93 @@
+/**
+ * `tokenkeeper keepalive [NAME…] [--interval DURATION] [--once]`: refreshes connectors that sit
+ * idle long enough for their refresh tokens to lapse, warns ahead of a refresh token's known
+ * absolute expiry, and retries notifications that did not get through (surfaces/keepalive.ts).
+ * `--once` is one pass for cron and systemd timers (exit code from its records, like ensure);
+ * without it, a pass every --interval until SIGTERM, then a clean exit 0.
+ */
+
+import { formatDuration } from "../../core/duration.js";
+import { EXIT } from "../../core/errors.js";
+import {
+  DEFAULT_IDLE_MS,
+  DEFAULT_KEEPALIVE_INTERVAL_MS,
+  DEFAULT_WARN_BEFORE_MS,
+  keepaliveOnce,
+  runKeepalive,
+} from "../../surfaces/keepalive.js";
+import { combinedExitCode, type SkipRecord } from "../../surfaces/skip-record.js";
+import type { CliContext, Command } from "../context.js";
+import {
+  durationFlag,
+  openUnattended,
+  parseFlags,
+  SHARED_OPTIONS,
+  sharedOptionsHelp,
+  writeRecords,
+} from "./ensure.js";
+
+const USAGE = `Usage: tokenkeeper keepalive [NAME…] [--once] [--interval DURATION] [options]
+
+Keeps idle connectors alive (default: every connector in the store):
+  - refreshes a connector whose tokens were last obtained --idle ago (default ${formatDuration(DEFAULT_IDLE_MS)}), so
+    refresh tokens that lapse with disuse do not;
+  - warns --warn-before (default ${formatDuration(DEFAULT_WARN_BEFORE_MS)}) ahead of a refresh token's known absolute
+    expiry, once, through the notification channels, so someone re-authorizes in daylight;
+  - re-sends a "re-authorization required" notification that failed before.
+
+  --once                  one pass, then exit (for cron and systemd timers)
+  --interval DURATION     time between passes as a service (default ${formatDuration(DEFAULT_KEEPALIVE_INTERVAL_MS)})
+  --idle DURATION         refresh connectors idle this long
+  --warn-before DURATION  warn this long before a refresh token's known expiry
+  --json                  one skip record per connector and pass on stdout
+${sharedOptionsHelp()}
+
+Exit codes with --once: 0 all usable, 75 transient, 77 a human must re-authorize, 78 configuration.
+As a service: 0 after SIGTERM/SIGINT.`;
+
+export const keepaliveCommand: Command = {
+  name: "keepalive",
+  summary: "refresh idle connectors and warn before refresh tokens expire (cron, systemd, or service)",
+  usage: USAGE,
+  run,
+};
+
+async function run(args: string[], ctx: CliContext): Promise<number> {
+  const { values, positionals } = parseFlags("keepalive", args, {
+    once: { type: "boolean" },
+    interval: { type: "string" },
+    idle: { type: "string" },
+    "warn-before": { type: "string" },
+    json: { type: "boolean" },
+    ...SHARED_OPTIONS,
+  });
+  const intervalMs = durationFlag(
+    "--interval",
+    values.interval ?? formatDuration(DEFAULT_KEEPALIVE_INTERVAL_MS),
+  );
+  const idleMs = values.idle === undefined ? DEFAULT_IDLE_MS : durationFlag("--idle", values.idle);
+  const warnBeforeMs =
+    values["warn-before"] === undefined
+      ? DEFAULT_WARN_BEFORE_MS
+      : durationFlag("--warn-before", values["warn-before"]);
+  const json = values.json === true;
+
+  const session = await openUnattended(ctx, values);
+  const options = { idleMs, warnBeforeMs, notifier: session.notifier, signal: ctx.signal };
+  const report = (records: SkipRecord[]) => {
+    for (const r of records) session.events?.record(r, "keepalive");
+    // As a service, only what changed something or needs someone is worth a log line.
+    writeRecords(ctx, json || values.once ? records : records.filter((r) => r.reason !== "idle_ok"), json);
+  };
+  try {
+    if (values.once) {
+      const records = await keepaliveOnce(session.manager, positionals, options);
+      report(records);
+      return combinedExitCode(records);
+    }
+    await runKeepalive(session.manager, { ...options, names: positionals, intervalMs, onPass: report });
+    return EXIT.ok;
+  } finally {
+    await session.close();
+  }
+}

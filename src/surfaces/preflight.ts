@@ -1,0 +1,228 @@
+/**
+ * The preflight of a scheduled job (`tokenkeeper ensure`, and `run` before it starts anything):
+ * can this connector produce tokens for the next `minTtlMs`? Yes only when
+ *   - the connector exists and no human is already needed,
+ *   - the refresh token's known absolute expiry (if any) lies beyond the run,
+ *   - the refresh path works: proven by a refresh that succeeded recently (any process), or by
+ *     refreshing now — a revoked grant is only discovered by using it, and 2 a.m. is too late,
+ *   - the access token is fresh (refreshed now when it is not).
+ * The answer is a skip record (skip-record.ts), never an exception.
+ */
+
+import { formatDuration } from "../core/duration.js";
+import { EXIT, exitCodeFor, NotFoundError, type TokenkeeperError } from "../core/errors.js";
+import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
+import { DEFAULT_REFRESH_AHEAD_MS, expiryMarginMs, reauthAction } from "../manager/refresh-policy.js";
+import type { TokenManager } from "../manager/token-manager.js";
+import { achievableMinTtlMs, liveAccessToken, reauthErrorFromState } from "./auth-fetch.js";
+import {
+  degradedRecord,
+  READY_REASONS,
+  type RecordTimes,
+  readyRecord,
+  type SkipRecord,
+  skippedRecord,
+} from "./skip-record.js";
+
+export interface PreflightOptions {
+  /** How long the job will run: tokens must be obtainable for at least this long (ms). */
+  minTtlMs: number;
+  /**
+   * A refresh that succeeded this recently (by any process sharing the store) proves the refresh
+   * path without another one. Default 10 s: jobs starting together refresh once, and a grant
+   * revoked since then is still found out by nearly every run.
+   */
+  provenWithinMs?: number;
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_PROVEN_WITHIN_MS = 10_000;
+
+/**
+ * The refresh token's known absolute expiry: what the server said, or the lifetime configured
+ * for the connector counted from the refresh token's issue. null when unknown or not applicable.
+ */
+export function knownRefreshTokenExpiry(record: ConnectorRecord): number | null {
+  const t = record.tokens;
+  if (!t?.refreshToken) return null;
+  if (typeof t.refreshTokenExpiresAt === "number") return t.refreshTokenExpiresAt;
+  const lifetime = record.settings.refreshTokenLifetimeMs;
+  if (lifetime === undefined) return null;
+  return (t.refreshTokenIssuedAt ?? t.obtainedAt) + lifetime;
+}
+
+/** Does the access token in `record` stay valid for `minTtlMs` from `now` (unknown expiry counts as yes)? */
+export function coversRun(record: ConnectorRecord, now: number, minTtlMs: number): boolean {
+  const t = record.tokens;
+  if (!t) return false;
+  if (t.expiresAt === null) return true;
+  return t.expiresAt - expiryMarginMs(t) - now >= minTtlMs;
+}
+
+export async function preflight(
+  manager: TokenManager,
+  name: string,
+  options: PreflightOptions,
+): Promise<SkipRecord> {
+  const clock = manager.clock;
+  const minTtlMs = Math.max(0, options.minTtlMs);
+  const signal = options.signal ? { signal: options.signal } : {};
+
+  let record: ConnectorRecord;
+  try {
+    assertConnectorName(name);
+    const stored = await manager.store.get(name);
+    if (!stored) throw new NotFoundError(name, manager.store.location);
+    record = stored.record;
+  } catch (error) {
+    return skippedRecord(name, error, { now: clock.now() });
+  }
+  const times = (r: ConnectorRecord): RecordTimes => ({
+    now: clock.now(),
+    expiresAt: r.tokens?.expiresAt ?? null,
+    refreshTokenExpiresAt: knownRefreshTokenExpiry(r),
+  });
+
+  // 1. Already waiting for a human: no network call can fix it.
+  const dead = reauthErrorFromState(record);
+  if (dead) return skippedRecord(name, dead, times(record));
+
+  // 2. A refresh token that ends during the run cannot be refreshed past its end (absolute).
+  const now = clock.now();
+  const rtExpiry = knownRefreshTokenExpiry(record);
+  if (record.grant !== "client_credentials" && rtExpiry !== null && rtExpiry < now + minTtlMs) {
+    const expired = rtExpiry <= now;
+    const detail = expired
+      ? `the refresh token expired at ${new Date(rtExpiry).toISOString()}`
+      : `the refresh token expires at ${new Date(rtExpiry).toISOString()}, ${formatDuration(rtExpiry - now)} from now, before the run ends (${formatDuration(minTtlMs)})`;
+    return needsHuman(
+      record,
+      expired ? "refresh_token_expired" : "refresh_token_expiring",
+      detail,
+      times(record),
+    );
+  }
+
+  // 3. No refresh token (the server never issued one): the access token alone must cover the run.
+  // Refreshing would only record the connector as dead, which it is not while its token lasts.
+  if (record.grant !== "client_credentials" && !record.tokens?.refreshToken) {
+    if (record.tokens && coversRun(record, now, minTtlMs)) {
+      return readyRecord(
+        name,
+        READY_REASONS.fresh,
+        `no refresh token, but the access token covers the run (${readyDetail(record, now, minTtlMs, false)})`,
+        times(record),
+      );
+    }
+    return needsHuman(
+      record,
+      "no_refresh_token",
+      "the server issued no refresh token and the access token does not last the run",
+      times(record),
+    );
+  }
+
+  // 4. Prove the refresh path, unless a refresh succeeded moments ago.
+  const provenWithin = options.provenWithinMs ?? DEFAULT_PROVEN_WITHIN_MS;
+  const s = record.state;
+  const proven =
+    s.health === "ok" &&
+    s.lastRefreshOutcome === "ok" &&
+    s.lastRefreshAt !== undefined &&
+    now - s.lastRefreshAt <= provenWithin;
+  if (!proven) {
+    try {
+      await manager.refreshNow(name, signal);
+      const after = manager.cached(name)?.record ?? record;
+      return readyRecord(
+        name,
+        READY_REASONS.refreshed,
+        readyDetail(after, clock.now(), minTtlMs, true),
+        times(after),
+      );
+    } catch (error) {
+      return failureRecord(manager, name, record, error, minTtlMs);
+    }
+  }
+
+  // 5. The refresh path is proven: make sure the access token itself is fresh.
+  try {
+    const aheadMs = record.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
+    await liveAccessToken(manager, name, {
+      minTtlMs: achievableMinTtlMs(record.tokens, minTtlMs, aheadMs),
+      ...signal,
+    });
+    const after = manager.cached(name)?.record ?? record;
+    const refreshed = after.tokens?.obtainedAt !== record.tokens?.obtainedAt;
+    return readyRecord(
+      name,
+      refreshed ? READY_REASONS.refreshed : READY_REASONS.fresh,
+      readyDetail(after, clock.now(), minTtlMs, refreshed),
+      times(after),
+    );
+  } catch (error) {
+    return failureRecord(manager, name, record, error, minTtlMs);
+  }
+}
+
+/** Several connectors, checked concurrently (they share nothing but the store). Order is kept. */
+export async function preflightAll(
+  manager: TokenManager,
+  names: readonly string[],
+  options: PreflightOptions,
+): Promise<SkipRecord[]> {
+  return Promise.all(names.map((name) => preflight(manager, name, options)));
+}
+
+/**
+ * A failed refresh: transient failures leave a usable connector `degraded` when its current token
+ * covers the whole run, `skipped` (exit 75) otherwise; everything else is `skipped` with the
+ * error's own exit code.
+ */
+function failureRecord(
+  manager: TokenManager,
+  name: string,
+  before: ConnectorRecord,
+  error: unknown,
+  minTtlMs: number,
+): SkipRecord {
+  const current = manager.cached(name)?.record ?? before;
+  const now = manager.clock.now();
+  const times = {
+    now,
+    expiresAt: current.tokens?.expiresAt ?? null,
+    refreshTokenExpiresAt: knownRefreshTokenExpiry(current),
+  };
+  if (exitCodeFor(error) === EXIT.transient && coversRun(current, now, minTtlMs)) {
+    return degradedRecord(name, error as TokenkeeperError, times);
+  }
+  return skippedRecord(name, error, times);
+}
+
+/** A skip for a condition the preflight sees itself (nothing failed yet, so there is no error to convert). */
+function needsHuman(record: ConnectorRecord, reason: string, detail: string, times: RecordTimes): SkipRecord {
+  return {
+    connector: record.name,
+    status: "skipped",
+    reason,
+    expires_at: times.expiresAt == null ? null : new Date(times.expiresAt).toISOString(),
+    refresh_token_expires_at:
+      times.refreshTokenExpiresAt == null ? null : new Date(times.refreshTokenExpiresAt).toISOString(),
+    detail,
+    action: reauthAction(record.name, record.server.mcpUrl, record.grant, record.scope),
+    code: "reauth_required",
+    exit_code: EXIT.reauth,
+    at: new Date(times.now).toISOString(),
+  };
+}
+
+function readyDetail(record: ConnectorRecord, now: number, minTtlMs: number, refreshed: boolean): string {
+  const t = record.tokens;
+  const left = t?.expiresAt == null ? "no stated expiry" : `valid ${formatDuration(t.expiresAt - now)}`;
+  const path = record.grant === "client_credentials" ? "client credentials" : "refresh token";
+  const covers =
+    record.tokens && coversRun(record, now, minTtlMs)
+      ? "covers the run"
+      : `renewed by ${path} during the run`;
+  return `${refreshed ? "refreshed just now" : "refresh proven recently"}; access token ${left}, ${covers}`;
+}

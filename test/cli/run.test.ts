@@ -1,0 +1,265 @@
+/**
+ * `tokenkeeper run`: never starts a command that would fail for want of a token, returns the
+ * command's exit code, forwards SIGTERM, keeps the command's tokens fresh across several token
+ * lifetimes, and reports a grant revoked mid-run at once (skip record, one notification, no
+ * retry storm at the authorization server).
+ *
+ * The command is test/cli/run-child.mjs: a real MCP client that fetches a token for every
+ * request from the run (its endpoint, or `tokenkeeper token`) and calls the bed's `echo` tool.
+ * Access tokens live 3 s here, so the runs below outlive several of them.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { skipRecordSchema } from "../../src/surfaces/skip-record.js";
+import { type Harness, jsonLines, startHarness, startWebhook, waitFor } from "./unattended-harness.js";
+
+const CHILD = fileURLToPath(new URL("./run-child.mjs", import.meta.url));
+
+interface ChildSummary {
+  calls: number;
+  ok: number;
+  failures: string[];
+  firstFailureAt: number | null;
+  lastOkAt: number | null;
+  distinctTokens: number;
+  viaCli: number;
+}
+
+function summaryOf(stdout: string): ChildSummary {
+  const line = jsonLines(stdout).find((l) => "summary" in l);
+  assert.ok(line, `no summary from the child in: ${stdout}`);
+  return line.summary as ChildSummary;
+}
+
+describe("tokenkeeper run", () => {
+  let h: Harness;
+  let n = 0;
+  const marker = () => join(h.home, `marker-${++n}`);
+  before(async () => {
+    h = await startHarness({ accessTokenTtl: 3 });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  it("does not start the command when a connector is not ready: skip record on stdout and in --skip-file, exit 77", async () => {
+    await h.connect("never");
+    await h.bed.as.revokeGrantOf((await h.store.get("never"))!.record.tokens!.refreshToken!.reveal());
+    const m = marker();
+    const skipFile = join(h.home, "skip-never.jsonl");
+    const r = await h.cli([
+      "run",
+      "--connector",
+      "never",
+      "--skip-file",
+      skipFile,
+      "--",
+      process.execPath,
+      CHILD,
+      "--marker",
+      m,
+    ]);
+    assert.equal(r.code, 77, r.stderr);
+    assert.equal(existsSync(m), false, "the command was not started");
+    const printed = skipRecordSchema.parse(r.lines[0]);
+    assert.equal(printed.connector, "never");
+    assert.equal(printed.status, "skipped");
+    assert.equal(printed.exit_code, 77);
+    const filed = jsonLines(readFileSync(skipFile, "utf8")).map((l) => skipRecordSchema.parse(l));
+    assert.deepEqual(filed, [printed]);
+    assert.match(r.stderr, /not starting/);
+  });
+
+  it("exits 78 without starting anything for an unknown connector or a missing command", async () => {
+    const m = marker();
+    assert.equal(
+      (await h.cli(["run", "--connector", "nobody", "--", process.execPath, CHILD, "--marker", m])).code,
+      78,
+    );
+    assert.equal((await h.cli(["run", "--connector", "nobody"])).code, 78);
+    assert.equal(existsSync(m), false);
+  });
+
+  it("returns the command's exit code (127 when it cannot be started)", async () => {
+    await h.connect("ok");
+    const r = await h.cli(["run", "--connector", "ok", "--", process.execPath, CHILD, "--exit", "7"]);
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal((await h.cli(["run", "--connector", "ok", "--", "/nonexistent/command"])).code, 127);
+  });
+
+  it("forwards SIGTERM to the command and returns its exit code", async () => {
+    const m = marker();
+    const { child, done } = h.spawnCli([
+      "run",
+      "--connector",
+      "ok",
+      "--",
+      process.execPath,
+      CHILD,
+      "--sigterm-exit",
+      "42",
+      "--marker",
+      m,
+    ]);
+    await waitFor(
+      () => existsSync(m) && readFileSync(m, "utf8").includes("finished"),
+      20_000,
+      "the command to start",
+    );
+    child.kill("SIGTERM");
+    const r = await done;
+    assert.equal(r.code, 42, r.stderr);
+    assert.match(readFileSync(m, "utf8"), /SIGTERM/);
+  });
+
+  it("keeps the command's tokens fresh for a run of several token lifetimes (endpoint and `tokenkeeper token`)", async () => {
+    await h.connect("long");
+    const refreshes = h.bed.as.counters.refreshGrantsSucceeded;
+    const r = await h.cli([
+      "run",
+      "--connector",
+      "long",
+      "--min-ttl",
+      "30s",
+      "--",
+      process.execPath,
+      CHILD,
+      "--connector",
+      "long",
+      "--mcp",
+      h.bed.mcpUrl,
+      "--seconds",
+      "9",
+      "--interval",
+      "250",
+      "--via",
+      "both",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = summaryOf(r.stdout);
+    assert.deepEqual(s.failures, []);
+    // Each `tokenkeeper token` call starts a process (slow under load): count, do not time.
+    assert.ok(s.ok >= 10, `only ${s.ok} calls`);
+    assert.ok(s.viaCli >= 2, "some tokens came through `tokenkeeper token` inside the run");
+    // 9 s of 3 s tokens: at least three distinct tokens were used, all of them accepted.
+    assert.ok(s.distinctTokens >= 3, `${s.distinctTokens} tokens`);
+    const made = h.bed.as.counters.refreshGrantsSucceeded - refreshes;
+    assert.ok(made >= 5 && made <= 12, `${made} refreshes for 9 s of 3 s tokens (one every ~1.2 s)`);
+    assert.equal(h.bed.as.counters.refreshTokenReuse, 0);
+  });
+
+  it("reports a token endpoint outage mid-run once, and the recovery, without stopping the command", async () => {
+    await h.connect("outage");
+    const skipFile = join(h.home, "skip-outage.jsonl");
+    const running = h.cli([
+      "run",
+      "--connector",
+      "outage",
+      "--skip-file",
+      skipFile,
+      "--timeout",
+      "1s",
+      "--",
+      process.execPath,
+      CHILD,
+      "--connector",
+      "outage",
+      "--mcp",
+      h.bed.mcpUrl,
+      "--seconds",
+      "6",
+      "--interval",
+      "200",
+    ]);
+    await new Promise((r) => setTimeout(r, 1_000));
+    h.bed.as.failTokenEndpoint(4, "503");
+    const r = await running;
+    h.bed.as.clearTokenEndpointFailures();
+    assert.equal(r.code, 0, r.stderr);
+    const records = jsonLines(readFileSync(skipFile, "utf8")).map((l) => skipRecordSchema.parse(l));
+    const statuses = records.map((x) => `${x.status}:${x.reason}`);
+    assert.ok(records.length >= 2 && records.length <= 3, statuses.join(", "));
+    assert.ok(records[0]!.code === "transient" && records[0]!.exit_code !== 77, statuses.join(", "));
+    assert.equal(statuses.at(-1), "ready:recovered");
+    assert.equal(h.bed.as.counters.refreshTokenReuse, 0);
+    assert.ok(summaryOf(r.stdout).ok > 0);
+  });
+
+  it("reports a grant revoked mid-run within 2 s: skip record, one notification, one refused refresh", async () => {
+    await h.connect("revoked-mid");
+    const hook = await startWebhook();
+    const skipFile = join(h.home, "skip-mid.jsonl");
+    const eventsFile = join(h.home, "events-mid.jsonl");
+    try {
+      const running = h.cli([
+        "run",
+        "--connector",
+        "revoked-mid",
+        "--skip-file",
+        skipFile,
+        "--notify-webhook",
+        hook.url,
+        "--events",
+        eventsFile,
+        "--",
+        process.execPath,
+        CHILD,
+        "--connector",
+        "revoked-mid",
+        "--mcp",
+        h.bed.mcpUrl,
+        "--seconds",
+        "5",
+        "--interval",
+        "100",
+      ]);
+      await new Promise((r) => setTimeout(r, 1_500));
+      const counters = {
+        requests: h.bed.as.counters.tokenRequests,
+        rejected: h.bed.as.counters.rejectedRefreshTokens,
+      };
+      const revokedAt = Date.now();
+      assert.equal((await h.bed.as.revokeAllGrants()) >= 1, true);
+      await waitFor(() => existsSync(skipFile), 2_000, "the skip record");
+      const reportedAfter = Date.now() - revokedAt;
+
+      const r = await running;
+      assert.equal(r.code, 0, "the command's own exit code");
+      const records = jsonLines(readFileSync(skipFile, "utf8")).map((l) => skipRecordSchema.parse(l));
+      assert.equal(records.length, 1);
+      assert.equal(records[0]!.status, "skipped");
+      assert.equal(records[0]!.code, "reauth_required");
+      assert.equal(records[0]!.exit_code, 77);
+      assert.match(r.stderr, /revoked-mid: skipped — invalid_grant/);
+
+      // The command saw ReauthRequired (77 from the endpoint) within 2 s, and nothing else.
+      const s = summaryOf(r.stdout);
+      assert.ok(s.firstFailureAt !== null, "the command noticed");
+      assert.ok(s.firstFailureAt - revokedAt < 2_000, `${s.firstFailureAt - revokedAt} ms`);
+      assert.ok(
+        s.failures.every((f) => f.includes("reauth_required")),
+        s.failures.join("\n"),
+      );
+
+      // One notification; one refresh attempt refused; then no more token requests (no storm).
+      assert.equal(hook.bodies.length, 1);
+      assert.equal((hook.bodies[0] as { event: string }).event, "reauth_required");
+      assert.equal(h.bed.as.counters.rejectedRefreshTokens - counters.rejected, 1);
+      assert.equal(h.bed.as.counters.tokenRequests - counters.requests, 1);
+      // The events log tells the story without a secret.
+      const events = readFileSync(eventsFile, "utf8");
+      assert.match(events, /"type":"reauth_required"/);
+      assert.match(events, /"type":"notification_sent"/);
+      const rt = (await h.store.get("revoked-mid"))!.record.tokens!;
+      assert.ok(!events.includes(rt.accessToken.reveal()) && !events.includes(rt.refreshToken!.reveal()));
+      console.log(
+        `revocation reported ${reportedAfter} ms after it happened; the command failed ${s.firstFailureAt - revokedAt} ms after`,
+      );
+    } finally {
+      await hook.close();
+    }
+  });
+});
