@@ -61,7 +61,8 @@ function processContext(): CliContext {
     signals++;
     // A second signal means "now": leave without waiting for clean-up.
     if (signals > 1) process.exit(sig === "SIGINT" ? 130 : 143);
-    controller.abort(new Error(`received ${sig}`));
+    // The signal's name travels on the reason so `run` can forward the same signal to its child.
+    controller.abort(Object.assign(new Error(`received ${sig}`), { signal: sig }));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);

@@ -18,7 +18,14 @@ export function writeLine(stream: NodeJS.WritableStream | CliIO["stdout"], text 
 export function reportError(error: unknown, io: CliIO, json: boolean): number {
   const code = exitCodeFor(error);
   if (isTokenkeeperError(error)) {
-    if (json) writeJson(io, { error: error.toJSON() });
+    // Not through writeJson: redact() would hide the stable error `code` (an OAuth "code" is a
+    // secret, our error code is not). The fields are redacted; the message is scrubbed.
+    if (json) {
+      const fields = redact(error.fields) as Record<string, unknown>;
+      io.stdout.write(
+        `${JSON.stringify({ error: { ...fields, code: error.code, message: scrubText(error.message, 1000) } })}\n`,
+      );
+    }
     io.stderr.write(`tokenkeeper: ${error.code}: ${scrubText(error.message, 1000)}\n`);
   } else {
     const message = error instanceof Error ? error.message : String(error);

@@ -118,3 +118,21 @@ export function reauthAction(connector: string, mcpUrl: string, grant: string, s
   const scoped = scope ? ` --scope "${scope}"` : "";
   return `run \`tokenkeeper login ${mcpUrl} --name ${connector}${device}${scoped}\``;
 }
+
+/**
+ * A min-TTL the server can satisfy. Asking for more than a just-obtained token counts as fresh
+ * for (lifetime minus the expiry margin and the refresh-ahead window) would refresh on every
+ * call and still not get it; such a request is lowered to half that, the normal refresh-ahead
+ * regime. Unknown lifetimes are not capped (nothing to compare with).
+ */
+export function achievableMinTtlMs(
+  tokens: Pick<TokenSet, "expiresAt" | "obtainedAt"> | null | undefined,
+  minTtlMs: number,
+  refreshAheadMs = DEFAULT_REFRESH_AHEAD_MS,
+): number {
+  if (!tokens || tokens.expiresAt === null || minTtlMs <= 0) return Math.max(0, minTtlMs);
+  const lifetime = tokens.expiresAt - tokens.obtainedAt;
+  const best = lifetime - expiryMarginMs(tokens) - refreshWindowMs(tokens, refreshAheadMs);
+  if (minTtlMs <= best) return minTtlMs;
+  return Math.max(0, Math.floor(best / 2));
+}

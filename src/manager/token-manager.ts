@@ -28,6 +28,7 @@ import type { Store, StoredRecord } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
 import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
 import {
+  achievableMinTtlMs,
   backoffDelayMs,
   classifyOAuthError,
   DEFAULT_REFRESH_AHEAD_MS,
@@ -66,7 +67,10 @@ export interface AccessToken {
 }
 
 export interface GetTokenOptions {
-  /** The token must stay valid at least this long (ms). Capped by the lifetime the server grants. */
+  /**
+   * The token must stay valid at least this long (ms). Capped by what the server grants: a
+   * request longer than a just-issued token can satisfy is lowered (see achievableMinTtlMs).
+   */
   minTtlMs?: number;
   signal?: AbortSignal;
 }
@@ -129,33 +133,34 @@ export class TokenManager {
    * runs in the background; only a token that would not last `minTtlMs` makes the caller wait.
    */
   async getAccessToken(connector: string, options: GetTokenOptions = {}): Promise<AccessToken> {
-    const minTtlMs = options.minTtlMs ?? 0;
     let entry = this.#cache.get(connector);
-    if (!entry) {
-      // First use in this process: one store read, then the same decision as for a cached token.
-      await this.#read(connector);
-      entry = this.#cache.get(connector);
-    }
-    if (entry) {
-      const tokens = entry.stored.record.tokens;
-      const now = this.clock.now();
-      const state = freshness(tokens, now, minTtlMs, this.#aheadMs(entry.stored.record));
-      if (state === "fresh") return this.#hand(entry);
-      if (state === "usable") {
-        if (!entry.cooldown || now >= entry.cooldown.until) this.#background(connector, minTtlMs);
-        return this.#hand(entry);
-      }
-      if (entry.cooldown && now < entry.cooldown.until) throw entry.cooldown.error;
-      // Fail fast without I/O: a connector that needs a human stays that way until a new login,
-      // which we notice by re-reading the store at most every reauthRecheckMs.
+    // First use in this process: one store read, then the same decision as for a cached token.
+    if (!entry) entry = this.#remember(await this.#read(connector));
+    const now = this.clock.now();
+
+    // A grant known to be dead fails at once, even while the last access token has time left:
+    // a revocation is a decision someone made, and a job failing now says so more clearly than
+    // one failing a few minutes later. The store is re-read at most every reauthRecheckMs, so
+    // a new login (in any process) is picked up.
+    if (entry.stored.record.state.health === "reauth_required") {
+      if (now - entry.checkedAt >= this.#reauthRecheckMs) entry = this.#remember(await this.#read(connector));
       const reauth = this.#reauthFromState(entry.stored);
-      if (reauth && now - entry.checkedAt < this.#reauthRecheckMs) throw reauth;
+      if (reauth) throw reauth;
     }
+
+    const record = entry.stored.record;
+    const minTtlMs = achievableMinTtlMs(record.tokens, options.minTtlMs ?? 0, this.#aheadMs(record));
+    const state = freshness(record.tokens, now, minTtlMs, this.#aheadMs(record));
+    if (state === "fresh") return this.#hand(entry);
+    if (state === "usable") {
+      if (!entry.cooldown || now >= entry.cooldown.until) this.#background(connector, minTtlMs);
+      return this.#hand(entry);
+    }
+    if (entry.cooldown && now < entry.cooldown.until) throw entry.cooldown.error;
     const fresh = await this.#flight(connector, {
       minTtlMs,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    // A token that cannot last minTtl even right after a refresh is the best the server grants.
     return this.#hand(fresh);
   }
 
@@ -317,9 +322,9 @@ export class TokenManager {
     for (;;) {
       // 1. Another process may have refreshed already: look before taking any lock.
       let stored = await this.#read(connector);
-      if (this.#satisfied(stored, options)) return this.#remember(stored);
       const inReauth = this.#reauthFromState(stored);
       if (inReauth) throw inReauth;
+      if (this.#satisfied(stored, options)) return this.#remember(stored);
 
       let lastError: TokenkeeperError;
       try {
@@ -331,9 +336,9 @@ export class TokenManager {
         try {
           // 2. Under the lock, read again: the previous holder may have just written new tokens.
           stored = await this.#read(connector);
-          if (this.#satisfied(stored, options)) return this.#remember(stored);
           const reauth = this.#reauthFromState(stored);
           if (reauth) throw reauth;
+          if (this.#satisfied(stored, options)) return this.#remember(stored);
           // 3. Exactly one refresher reaches the token endpoint.
           return await this.#grantAndPersist(stored, started);
         } finally {

@@ -5,8 +5,7 @@
  * a human must log in again — never a bare 401 for the caller to misread as "tool failed".
  */
 import { NotFoundError, type ReauthReason, ReauthRequiredError, TransientError } from "../core/errors.js";
-import type { ConnectorRecord, TokenSet } from "../core/record.js";
-import { DEFAULT_REFRESH_AHEAD_MS, expiryMarginMs, refreshWindowMs } from "../manager/refresh-policy.js";
+import type { ConnectorRecord } from "../core/record.js";
 import type { AccessToken, GetTokenOptions, TokenManager } from "../manager/token-manager.js";
 import type { FetchLike } from "../oauth/http.js";
 import { parseBearerChallenge } from "../oauth/www-authenticate.js";
@@ -163,20 +162,4 @@ export async function liveAccessToken(
   return manager.getAccessToken(connector, options);
 }
 
-/**
- * A --min-ttl the server can satisfy. Asking for more than a just-obtained token counts as fresh
- * for (lifetime minus the expiry margin and the refresh-ahead window) would refresh on every call
- * and still not get it; such a request is lowered to half that, the normal refresh-ahead regime.
- * Unknown lifetimes are not capped (nothing to compare with).
- */
-export function achievableMinTtlMs(
-  tokens: Pick<TokenSet, "expiresAt" | "obtainedAt"> | null | undefined,
-  minTtlMs: number,
-  refreshAheadMs = DEFAULT_REFRESH_AHEAD_MS,
-): number {
-  if (!tokens || tokens.expiresAt === null || minTtlMs <= 0) return Math.max(0, minTtlMs);
-  const lifetime = tokens.expiresAt - tokens.obtainedAt;
-  const best = lifetime - expiryMarginMs(tokens) - refreshWindowMs(tokens, refreshAheadMs);
-  if (minTtlMs <= best) return minTtlMs;
-  return Math.max(0, Math.floor(best / 2));
-}
+export { achievableMinTtlMs } from "../manager/refresh-policy.js";

@@ -7,7 +7,7 @@
  *   3. Keep each connector fresh in the background: refresh when its token enters the
  *      refresh-ahead window, even if the child asks for nothing for an hour.
  *   4. Report a connector that becomes unrecoverable mid-run as it happens (a skip record).
- *   5. Forward an abort (SIGTERM/SIGINT to us) to the child as SIGTERM, SIGKILL after a grace
+ *   5. Forward an abort (SIGTERM/SIGINT to us) to the child as the same signal, SIGKILL after a grace
  *      period, and return the child's exit code (128+signal when it died of a signal, 127 when it
  *      could not be started).
  *
@@ -254,8 +254,10 @@ function runChild(options: RunSupervisorOptions, env: NodeJS.ProcessEnv): Promis
 
     const stopTimers = new AbortController();
     const forward = () => {
+      // Forward the signal we got (the CLI puts it on the abort reason), SIGTERM otherwise.
       // The child may already be gone; kill() then returns false, which is fine.
-      child.kill("SIGTERM");
+      const reason = options.signal.reason as { signal?: unknown } | undefined;
+      child.kill(reason?.signal === "SIGINT" ? "SIGINT" : "SIGTERM");
       clock.sleep(killAfterMs, stopTimers.signal).then(
         () => child.kill("SIGKILL"),
         () => {},

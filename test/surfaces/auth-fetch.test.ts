@@ -207,20 +207,28 @@ describe("createAuthFetch", () => {
     await manager.close();
   });
 
-  it("liveAccessToken fails at once for a connector recorded as dead, even while its access token has time left", async () => {
+  it("fails at once for a connector recorded as dead, even while its access token has time left", async () => {
     const { store, manager } = await setup("dead-early");
     await bed.as.revokeGrantOf((await store.get("dead-early"))!.record.tokens!.refreshToken!.reveal());
     // The grant is found dead by a refresh (keepalive, another job…) while the access token still has 60 s.
     await assert.rejects(manager.refreshNow("dead-early"), ReauthRequiredError);
     const left = (await store.get("dead-early"))!.record.tokens!.expiresAt! - Date.now();
     assert.ok(left > 30_000);
-    // The manager alone would still hand out that token; the surfaces do not.
-    await manager.getAccessToken("dead-early");
-    const error = await liveAccessToken(manager, "dead-early").then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    assert.ok(error instanceof TokenkeeperError && error.code === "reauth_required");
+    const requests = bed.as.counters.tokenRequests;
+    for (const attempt of [
+      () => manager.getAccessToken("dead-early"),
+      () => liveAccessToken(manager, "dead-early"),
+    ]) {
+      const error = await attempt().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof TokenkeeperError && error.code === "reauth_required");
+    }
+    // A process that starts later learns it from the store, without asking the server.
+    const fresh = new TokenManager({ store });
+    await assert.rejects(fresh.getAccessToken("dead-early"), ReauthRequiredError);
+    assert.equal(bed.as.counters.tokenRequests, requests);
     await manager.close();
   });
 });

@@ -80,3 +80,19 @@ describe("ManualClock", () => {
     assert.equal((signal.reason as Error).name, "TimeoutError");
   });
 });
+
+describe("CLI error output", () => {
+  it("keeps the stable error code in --json output while redacting secret fields", async () => {
+    const { reportError } = await import("../../src/cli/output.js");
+    const { PassThrough } = await import("node:stream");
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const error = new TransientError("server down", { connector: "c", access_token: "leak-me" });
+    const code = reportError(error, { stdout, stderr, stdin: new PassThrough() }, true);
+    assert.equal(code, EXIT.transient);
+    const printed = JSON.parse(String(stdout.read()));
+    assert.equal(printed.error.code, "transient");
+    assert.equal(printed.error.connector, "c");
+    assert.ok(!JSON.stringify(printed).includes("leak-me"));
+  });
+});

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import {
+  achievableMinTtlMs,
   backoffDelayMs,
   classifyOAuthError,
   DEFAULT_RETRY,
@@ -124,5 +125,24 @@ describe("OAuth error classification (RFC 6749 §5.2)", () => {
   it("retries temporarily_unavailable and server_error", () => {
     assert.deepEqual(classifyOAuthError("temporarily_unavailable"), { kind: "transient" });
     assert.deepEqual(classifyOAuthError("server_error"), { kind: "transient" });
+  });
+});
+
+describe("achievable min-TTL", () => {
+  it("leaves a satisfiable request alone and lowers an impossible one to the refresh-ahead regime", () => {
+    const hour = tokens(3_600_000);
+    assert.equal(achievableMinTtlMs(hour, 30 * 60_000), 30 * 60_000);
+    const tenSeconds = tokens(10_000); // margin 1 s, window 5 s: a fresh token lasts 4 s beyond the window
+    assert.equal(achievableMinTtlMs(tenSeconds, 4_000), 4_000);
+    assert.equal(achievableMinTtlMs(tenSeconds, 60_000), 2_000);
+    assert.equal(achievableMinTtlMs(tokens(null), 60_000), 60_000);
+  });
+  it("property: a just-obtained token is always fresh for the achievable min-TTL", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1_000, max: 86_400_000 }), fc.nat(10_000_000), (lifetime, minTtl) => {
+        const t = tokens(lifetime);
+        assert.equal(freshness(t, T0, achievableMinTtlMs(t, minTtl)), "fresh");
+      }),
+    );
   });
 });
