@@ -35,7 +35,11 @@ export {
   TokenManager,
   type TokenManagerOptions,
 } from "./manager/token-manager.js";
+export { discover } from "./oauth/discovery.js";
 export type { FetchLike } from "./oauth/http.js";
+export { type LoginRequest, type LoginResult, login } from "./oauth/login.js";
+export { revokeGrant } from "./oauth/revocation.js";
+export { parseInsufficientScope } from "./oauth/www-authenticate.js";
 export { FileStore, type FileStoreOptions } from "./store/file-store.js";
 export { MemoryStore } from "./store/memory-store.js";
 export { migrateStore, type OpenStoreOptions, openStore } from "./store/open-store.js";
@@ -43,3 +47,9 @@ export { defaultStateDir } from "./store/state-dir.js";
 export type { LockOptions, Store, StoredRecord, StoreLock } from "./store/types.js";
 export { updateRecord } from "./store/update.js";
 export { type AuthFetchOptions, createAuthFetch } from "./surfaces/auth-fetch.js";
+export { type KeepaliveOptions, keepaliveOnce, runKeepalive } from "./surfaces/keepalive.js";
+export { type Notification, Notifier, type NotifierOptions, notifyOnReauth } from "./surfaces/notify.js";
+export { type PreflightOptions, preflight, preflightAll } from "./surfaces/preflight.js";
+export { type RunOutcome, type RunSupervisorOptions, superviseRun } from "./surfaces/run-supervisor.js";
+export { combinedExitCode, type SkipRecord, skipRecordSchema } from "./surfaces/skip-record.js";
+export { fetchRunToken, startTokenEndpoint } from "./surfaces/token-endpoint-server.js";
