@@ -23,23 +23,26 @@
 import { randomBytes } from "node:crypto";
 import type { Pool, PoolClient, PoolConfig } from "pg";
 import { type Clock, systemClock } from "../core/clock.js";
-import {
-  ConfigError,
-  ConflictError,
-  LockTimeoutError,
-  StoreKeyError,
-  StoreUnavailableError,
-  TokenkeeperError,
-} from "../core/errors.js";
+import { ConfigError, ConflictError, StoreUnavailableError, TokenkeeperError } from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
 import { type Migration, POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
 import {
+  assertSealing,
+  codecFor,
+  leaseMsOf,
+  loadOptionalDriver,
+  missingKeyError,
+  parseStoreUrl,
+  pollForLock,
+  redactedUserInfo,
+  takeStoreParams,
+} from "./network.js";
+import {
   type Keyring,
   type RawRecordAccess,
-  RecordCodec,
+  type RecordCodec,
   type RotationReport,
   resealAll,
-  Sealer,
 } from "./sealing.js";
 import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
@@ -73,10 +76,6 @@ export interface MigrationReport {
   current: number;
 }
 
-/** Lock polling: start fast (a release is usually imminent), back off to spare the server. */
-const POLL_MIN_MS = 10;
-const POLL_MAX_MS = 200;
-
 export class PostgresStore implements Store {
   /** The URL with any password replaced by `***`, plus a non-default schema. */
   readonly location: string;
@@ -94,17 +93,10 @@ export class PostgresStore implements Store {
   #closed = false;
 
   constructor(options: PostgresStoreOptions) {
-    const url = parsePostgresUrl(options.url);
-    const urlSchema = url.searchParams.get("schema");
-    const urlEncrypt = url.searchParams.get("encrypt");
-    if (urlEncrypt !== null && urlEncrypt !== "true" && urlEncrypt !== "false") {
-      throw new ConfigError(
-        `store URL parameter encrypt must be true or false, not "${urlEncrypt.slice(0, 20)}"`,
-      );
-    }
-    for (const p of ["schema", "encrypt"]) url.searchParams.delete(p);
+    const url = parseStoreUrl(options.url, POSTGRES_URL_SPEC);
+    const params = takeStoreParams(url, ["schema"]);
     this.#connectionString = url.toString();
-    this.schema = options.schema ?? urlSchema ?? DEFAULT_POSTGRES_SCHEMA;
+    this.schema = options.schema ?? params.values.schema ?? DEFAULT_POSTGRES_SCHEMA;
     if (!SCHEMA_NAME.test(this.schema)) {
       throw new ConfigError(
         `PostgreSQL schema "${this.schema.slice(0, 80)}" is not a plain lower-case identifier (letters, digits, _)`,
@@ -118,9 +110,9 @@ export class PostgresStore implements Store {
       migrations: `${s}.tokenkeeper_schema_migrations`,
     };
     this.location = redactPostgresUrl(url, this.schema);
-    this.encrypted = options.encrypt ?? urlEncrypt !== "false";
+    this.encrypted = options.encrypt ?? params.encrypt ?? true;
     this.#keyring = options.keyring ?? null;
-    if (this.encrypted && !this.#keyring) throw missingKey(this.location);
+    if (this.encrypted && !this.#keyring) throw missingKeyError(this.location);
     this.#codec = this.#makeCodec();
     this.#clock = options.clock ?? systemClock;
     this.#statementTimeoutMs = options.statementTimeoutMs ?? 5_000;
@@ -129,9 +121,7 @@ export class PostgresStore implements Store {
   }
 
   #makeCodec(): RecordCodec {
-    const sealer =
-      this.encrypted && this.#keyring ? new Sealer(this.#keyring, { where: this.location }) : null;
-    return new RecordCodec(sealer, this.location);
+    return codecFor(this.encrypted, this.#keyring, this.location);
   }
 
   async get(name: string): Promise<StoredRecord | null> {
@@ -170,12 +160,16 @@ export class PostgresStore implements Store {
 
   async lock(name: string, options: LockOptions): Promise<StoreLock> {
     assertConnectorName(name);
-    const leaseMs = Math.ceil(options.leaseMs);
-    if (!(leaseMs > 0)) throw new ConfigError(`lock lease must be positive, not ${options.leaseMs}`);
+    const leaseMs = leaseMsOf(options.leaseMs);
     const token = randomBytes(16).toString("hex");
-    const deadline = this.#clock.now() + options.waitMs;
-    let pollMs = POLL_MIN_MS;
-    for (;;) {
+    const poll = {
+      name,
+      waitMs: options.waitMs,
+      signal: options.signal,
+      clock: this.#clock,
+      store: this.location,
+    };
+    return pollForLock(poll, async () => {
       const sentAt = this.#clock.now();
       // Takes the row when absent or when its lease ran out by the database's clock. Concurrent
       // attempts serialize on the row; the loser re-checks the WHERE against the winner's row.
@@ -189,12 +183,8 @@ export class PostgresStore implements Store {
         [name, token, leaseMs],
       );
       const row = rows[0];
-      if (row) return this.#handle(name, token, row.expires_ms, sentAt + leaseMs);
-      const now = this.#clock.now();
-      if (now >= deadline) throw new LockTimeoutError(name, options.waitMs, { store: this.location });
-      await this.#clock.sleep(Math.min(pollMs, deadline - now), options.signal);
-      pollMs = Math.min(POLL_MAX_MS, Math.ceil(pollMs * 1.5));
-    }
+      return row ? this.#handle(name, token, row.expires_ms, sentAt + leaseMs) : null;
+    });
   }
 
   /**
@@ -289,8 +279,7 @@ export class PostgresStore implements Store {
    * should keep the old keys as previous keys until every machine has the new one.
    */
   async rotateKey(next: Keyring): Promise<RotationReport> {
-    if (!this.encrypted)
-      throw new ConfigError(`${this.location} was opened with encrypt=false; nothing to rotate`);
+    assertSealing(this.encrypted, this.location);
     const report = await resealAll(this.#raw(), this.#keyring!, next, { where: this.location });
     this.#keyring = next;
     this.#codec = this.#makeCodec();
@@ -422,35 +411,22 @@ export class PostgresStore implements Store {
   }
 }
 
-async function loadDriver(): Promise<{ Pool: typeof Pool }> {
-  try {
-    // pg is CommonJS: its exports arrive as the default export of the ES module namespace.
-    const mod = await import("pg");
-    return { Pool: mod.default?.Pool ?? mod.Pool };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") {
-      throw new ConfigError("the PostgreSQL store needs the pg driver: run `npm install pg`");
-    }
-    throw e;
-  }
-}
+const POSTGRES_URL_SPEC = {
+  label: "PostgreSQL",
+  protocols: ["postgres:", "postgresql:"],
+  example: "postgres://user@host:port/db",
+};
 
-function parsePostgresUrl(text: string): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new ConfigError(
-      "the PostgreSQL store URL is not a valid URL (expected postgres://user@host:port/db)",
-    );
-  }
-  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new ConfigError(
-      `a PostgreSQL store URL starts with postgres:// or postgresql://, not ${url.protocol}//`,
-    );
-  }
-  return url;
+function loadDriver(): Promise<{ Pool: typeof Pool }> {
+  return loadOptionalDriver(
+    async () => {
+      // pg is CommonJS: its exports arrive as the default export of the ES module namespace.
+      const mod = await import("pg");
+      return { Pool: mod.default?.Pool ?? mod.Pool };
+    },
+    "pg",
+    "PostgreSQL",
+  );
 }
 
 /**
@@ -458,16 +434,7 @@ function parsePostgresUrl(text: string): URL {
  * (libpq accepts `password=` there too); the schema does when it is not the default.
  */
 export function redactPostgresUrl(url: URL, schema = DEFAULT_POSTGRES_SCHEMA): string {
-  const user = url.username;
-  const auth = url.password ? `${user}:***@` : user ? `${user}@` : "";
+  const auth = redactedUserInfo(url);
   const query = schema !== DEFAULT_POSTGRES_SCHEMA ? `?schema=${schema}` : "";
   return `${url.protocol}//${auth}${url.host}${url.pathname}${query}`;
-}
-
-function missingKey(location: string): StoreKeyError {
-  return new StoreKeyError(
-    `${location} seals records at rest and needs a key: set TOKENKEEPER_KEY or TOKENKEEPER_KEY_FILE ` +
-      "(`tokenkeeper store init` creates one), or add ?encrypt=false to the store URL to keep records unsealed",
-    { store: location },
-  );
 }

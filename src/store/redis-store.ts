@@ -25,20 +25,28 @@ import { type Clock, systemClock } from "../core/clock.js";
 import {
   ConfigError,
   ConflictError,
-  LockTimeoutError,
   StoreCorruptError,
-  StoreKeyError,
   StoreUnavailableError,
   TokenkeeperError,
 } from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
 import {
+  assertSealing,
+  codecFor,
+  leaseMsOf,
+  loadOptionalDriver,
+  missingKeyError,
+  parseStoreUrl,
+  pollForLock,
+  redactedUserInfo,
+  takeStoreParams,
+} from "./network.js";
+import {
   type Keyring,
   type RawRecordAccess,
-  RecordCodec,
+  type RecordCodec,
   type RotationReport,
   resealAll,
-  Sealer,
 } from "./sealing.js";
 import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
@@ -103,10 +111,6 @@ interface ScriptedRedis extends Redis {
   tkUnlock(lock: string, token: string): Promise<number>;
 }
 
-/** Lock polling: start fast (a release is usually imminent), back off to spare the server. */
-const POLL_MIN_MS = 10;
-const POLL_MAX_MS = 200;
-
 export class RedisStore implements Store {
   /** The URL with any password replaced by `***`, plus a non-default prefix. */
   readonly location: string;
@@ -123,22 +127,15 @@ export class RedisStore implements Store {
   #closed = false;
 
   constructor(options: RedisStoreOptions) {
-    const url = parseRedisUrl(options.url);
-    const urlPrefix = url.searchParams.get("prefix");
-    const urlEncrypt = url.searchParams.get("encrypt");
-    if (urlEncrypt !== null && urlEncrypt !== "true" && urlEncrypt !== "false") {
-      throw new ConfigError(
-        `store URL parameter encrypt must be true or false, not "${urlEncrypt.slice(0, 20)}"`,
-      );
-    }
-    for (const p of ["prefix", "encrypt"]) url.searchParams.delete(p);
+    const url = parseStoreUrl(options.url, REDIS_URL_SPEC);
+    const params = takeStoreParams(url, ["prefix"]);
     this.#url = url.toString();
-    this.prefix = options.prefix ?? urlPrefix ?? DEFAULT_REDIS_PREFIX;
+    this.prefix = options.prefix ?? params.values.prefix ?? DEFAULT_REDIS_PREFIX;
     if (this.prefix.length === 0) throw new ConfigError("the Redis key prefix must not be empty");
     this.location = redactRedisUrl(url, this.prefix);
-    this.encrypted = options.encrypt ?? urlEncrypt !== "false";
+    this.encrypted = options.encrypt ?? params.encrypt ?? true;
     this.#keyring = options.keyring ?? null;
-    if (this.encrypted && !this.#keyring) throw missingKey(this.location);
+    if (this.encrypted && !this.#keyring) throw missingKeyError(this.location);
     this.#codec = this.#makeCodec();
     this.#clock = options.clock ?? systemClock;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 2_000;
@@ -146,9 +143,7 @@ export class RedisStore implements Store {
   }
 
   #makeCodec(): RecordCodec {
-    const sealer =
-      this.encrypted && this.#keyring ? new Sealer(this.#keyring, { where: this.location }) : null;
-    return new RecordCodec(sealer, this.location);
+    return codecFor(this.encrypted, this.#keyring, this.location);
   }
 
   #recordKey(name: string): string {
@@ -193,23 +188,23 @@ export class RedisStore implements Store {
 
   async lock(name: string, options: LockOptions): Promise<StoreLock> {
     assertConnectorName(name);
-    const leaseMs = Math.ceil(options.leaseMs);
-    if (!(leaseMs > 0)) throw new ConfigError(`lock lease must be positive, not ${options.leaseMs}`);
+    const leaseMs = leaseMsOf(options.leaseMs);
     const token = randomBytes(16).toString("hex");
     const key = this.#lockKey(name);
-    const deadline = this.#clock.now() + options.waitMs;
-    let pollMs = POLL_MIN_MS;
-    for (;;) {
+    const poll = {
+      name,
+      waitMs: options.waitMs,
+      signal: options.signal,
+      clock: this.#clock,
+      store: this.location,
+    };
+    return pollForLock(poll, async () => {
       // The lease starts when Redis runs SET, which is after we sent it: counting from the send
       // makes our expiresAt err early by the round-trip, never late.
       const sentAt = this.#clock.now();
       const ok = await this.#run("lock", (c) => c.set(key, token, "PX", leaseMs, "NX"));
-      if (ok === "OK") return this.#handle(name, key, token, sentAt + leaseMs);
-      const now = this.#clock.now();
-      if (now >= deadline) throw new LockTimeoutError(name, options.waitMs, { store: this.location });
-      await this.#clock.sleep(Math.min(pollMs, deadline - now), options.signal);
-      pollMs = Math.min(POLL_MAX_MS, Math.ceil(pollMs * 1.5));
-    }
+      return ok === "OK" ? this.#handle(name, key, token, sentAt + leaseMs) : null;
+    });
   }
 
   #handle(name: string, key: string, token: string, expiresAt: number): StoreLock {
@@ -240,8 +235,7 @@ export class RedisStore implements Store {
    * should keep the old keys as previous keys until every machine has the new one.
    */
   async rotateKey(next: Keyring): Promise<RotationReport> {
-    if (!this.encrypted)
-      throw new ConfigError(`${this.location} was opened with encrypt=false; nothing to rotate`);
+    assertSealing(this.encrypted, this.location);
     const report = await resealAll(this.#raw(), this.#keyring!, next, { where: this.location });
     this.#keyring = next;
     this.#codec = this.#makeCodec();
@@ -372,45 +366,16 @@ export class RedisStore implements Store {
   }
 }
 
-async function loadDriver(): Promise<{ Redis: typeof Redis }> {
-  try {
-    const { Redis } = await import("ioredis");
-    return { Redis };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") {
-      throw new ConfigError("the Redis store needs the ioredis driver: run `npm install ioredis`");
-    }
-    throw e;
-  }
-}
+const REDIS_URL_SPEC = { label: "Redis", protocols: ["redis:", "rediss:"], example: "redis://host:port/db" };
 
-function parseRedisUrl(text: string): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new ConfigError("the Redis store URL is not a valid URL (expected redis://host:port/db)");
-  }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new ConfigError(`a Redis store URL starts with redis:// or rediss://, not ${url.protocol}//`);
-  }
-  return url;
+function loadDriver(): Promise<{ Redis: typeof Redis }> {
+  return loadOptionalDriver(async () => ({ Redis: (await import("ioredis")).Redis }), "ioredis", "Redis");
 }
 
 /** `redis://:***@host:port/db`: the password never appears; the prefix does when it is not the default. */
 export function redactRedisUrl(url: URL, prefix = DEFAULT_REDIS_PREFIX): string {
-  const user = url.username;
-  const auth = url.password ? `${user}:***@` : user ? `${user}@` : "";
+  const auth = redactedUserInfo(url);
   const db = url.pathname && url.pathname !== "/" ? url.pathname : "/0";
   const query = prefix !== DEFAULT_REDIS_PREFIX ? `?prefix=${encodeURIComponent(prefix)}` : "";
   return `${url.protocol}//${auth}${url.host}${db}${query}`;
-}
-
-function missingKey(location: string): StoreKeyError {
-  return new StoreKeyError(
-    `${location} seals records at rest and needs a key: set TOKENKEEPER_KEY or TOKENKEEPER_KEY_FILE ` +
-      "(`tokenkeeper store init` creates one), or add ?encrypt=false to the store URL to keep records unsealed",
-    { store: location },
-  );
 }

@@ -1,0 +1,187 @@
+/**
+ * A fleet sharing one authorization through a network store: 16 worker processes, half of them
+ * reaching the server by one address and half by another (two independent sets of clients),
+ * all waking at the same moment at each of several expiries. Refresh tokens rotate on every use
+ * and a reuse revokes the whole grant, so the authorization server's own counters are the
+ * verdict: exactly one refresh grant per expiry, not one rejected refresh token.
+ */
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it, type TestContext } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { PostgresStore } from "../../src/store/postgres-store.js";
+import { RedisStore } from "../../src/store/redis-store.js";
+import { generateKey, Keyring } from "../../src/store/sealing.js";
+import type { Store } from "../../src/store/types.js";
+import { startTestBed, type TestBed } from "../bed/index.js";
+import { makeCli } from "../cli/auth-cli-harness.js";
+import { connectTestBed } from "../support/connect.js";
+import {
+  dropPostgresSchema,
+  dropRedisPrefix,
+  POSTGRES_URL,
+  REDIS_URL,
+  requirePostgres,
+  requireRedis,
+  uniqueSuffix,
+} from "../support/services.js";
+import { percentile, type RoundResult, startFleet, twoWaysTo, withParams } from "./fleet-workers.js";
+
+const WORKERS = 16;
+const ROUNDS = 3;
+const CONNECTOR = "fleet";
+
+describe("refresh race across a fleet sharing a network store", () => {
+  let bed: TestBed;
+  const key = generateKey();
+  const keyring = new Keyring(key);
+  const workerEnv: NodeJS.ProcessEnv = { ...process.env, TOKENKEEPER_KEY: key.export().reveal() };
+  delete workerEnv.TOKENKEEPER_KEY_FILE;
+
+  before(async () => {
+    bed = await startTestBed({ accessTokenTtl: 3 });
+  });
+  after(async () => {
+    await bed.close();
+  });
+
+  /**
+   * Seeds the connector once every worker is up, releases them, and checks the verdict.
+   * `meanwhile` runs alongside the race until the fleet is done (`done()` turns true).
+   */
+  async function race(
+    t: TestContext,
+    seedStore: Store,
+    urls: [string, string],
+    env = workerEnv,
+    meanwhile?: (done: () => boolean) => Promise<void>,
+  ): Promise<void> {
+    const specs = Array.from({ length: WORKERS }, (_, i) => ({ storeUrl: urls[i % 2]!, env }));
+    const fleet = await startFleet(specs, CONNECTOR, ROUNDS);
+    let outputs: RoundResult[][];
+    try {
+      const seeded = await connectTestBed(bed, seedStore, CONNECTOR);
+      bed.as.resetCounters();
+      fleet.go(seeded.tokens!.expiresAt!);
+      let finished = false;
+      const alongside = meanwhile?.(() => finished);
+      // Its failure is reported below, once the fleet is done; not as an unhandled rejection.
+      alongside?.catch(() => {});
+      try {
+        outputs = await fleet.finished;
+      } finally {
+        finished = true;
+        await alongside;
+      }
+    } finally {
+      fleet.kill();
+    }
+
+    const c = bed.as.counters;
+    // On failure, what each worker saw: per round, the token's end, who refreshed, how long it took.
+    const seen = outputs
+      .map(
+        (rounds, i) =>
+          `worker ${i}: ${rounds.map((r) => `${r.round}:${r.fingerprint.slice(-4)}@${r.expiresAt}${r.refreshed ? "*" : ""}+${Math.round(r.latencyMs)}ms`).join(" ")}`,
+      )
+      .join("\n");
+    assert.equal(c.grants.refresh_token, ROUNDS, `exactly one refresh grant per expiry\n${seen}`);
+    assert.equal(
+      c.rejectedRefreshTokens,
+      0,
+      `no refresh token rejected (${c.rejectedRefreshReasons.join(", ")})`,
+    );
+    assert.equal(c.refreshTokenReuse, 0, "no refresh token reused");
+    for (let round = 1; round <= ROUNDS; round++) {
+      const lines = outputs.map((rounds) => rounds[round - 1]!);
+      assert.equal(lines.length, WORKERS);
+      assert.equal(
+        new Set(lines.map((l) => l.fingerprint)).size,
+        1,
+        `every worker got the same token in round ${round}`,
+      );
+      assert.equal(
+        lines.filter((l) => l.refreshed).length,
+        1,
+        `exactly one worker refreshed in round ${round}`,
+      );
+    }
+    const final = await seedStore.get(CONNECTOR);
+    assert.equal(final?.record.state.rotationCount, ROUNDS, "every rotation is in the store");
+
+    const latencies = outputs.flat().map((l) => l.latencyMs);
+    t.diagnostic(
+      `caller latency at expiry over ${latencies.length} calls: p50 ${percentile(latencies, 50).toFixed(1)} ms, ` +
+        `p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`,
+    );
+  }
+
+  it(`Redis: ${WORKERS} processes on two clients racing at each of ${ROUNDS} expiries cause one refresh grant per expiry and no rejected refresh token`, async (t) => {
+    if (!(await requireRedis(t))) return;
+    const prefix = `tokenkeeper-test:${uniqueSuffix()}:`;
+    const urls = twoWaysTo(withParams(REDIS_URL, { prefix })) as [string, string];
+    const seed = new RedisStore({ url: urls[0], keyring });
+    try {
+      await race(t, seed, urls);
+    } finally {
+      await seed.close();
+      await dropRedisPrefix(prefix);
+    }
+  });
+
+  it(`PostgreSQL: ${WORKERS} processes on two clients racing at each of ${ROUNDS} expiries cause one refresh grant per expiry and no rejected refresh token`, async (t) => {
+    if (!(await requirePostgres(t))) return;
+    const schema = `tk_fleet_${uniqueSuffix()}`;
+    const [first, second] = twoWaysTo(withParams(POSTGRES_URL, { schema }));
+    // The second group names the same database by its other scheme spelling as well.
+    const urls: [string, string] = [first, second.replace(/^postgres:/, "postgresql:")];
+    const seed = new PostgresStore({ url: urls[0], keyring });
+    try {
+      await seed.migrate();
+      await race(t, seed, urls);
+    } finally {
+      await seed.close();
+      await dropPostgresSchema(schema);
+    }
+  });
+
+  it("Redis: the same race with `store rotate-key --promote` flipping the sealing key throughout loses no rotation", async (t) => {
+    if (!(await requireRedis(t))) return;
+    const prefix = `tokenkeeper-test:${uniqueSuffix()}:`;
+    const urls = twoWaysTo(withParams(REDIS_URL, { prefix })) as [string, string];
+    const other = generateKey();
+    // The workers can read under either key; they write under the first.
+    const env: NodeJS.ProcessEnv = {
+      ...workerEnv,
+      TOKENKEEPER_KEY: `${key.export().reveal()},${other.export().reveal()}`,
+    };
+    const cli = await makeCli();
+    const keyFile = join(cli.home, "store.key");
+    await writeFile(keyFile, new Keyring(key, [other]).toKeyFileText().reveal(), { mode: 0o600 });
+    const seed = new RedisStore({ url: urls[0], keyring: new Keyring(key, [other]) });
+    let promotions = 0;
+    let resealed = 0;
+    try {
+      await race(t, seed, urls, env, async (done) => {
+        for (let i = 0; !done(); i++) {
+          const to = i % 2 === 0 ? other.id : key.id;
+          const r = await cli.run(["store", "rotate-key", "--store", urls[1], "--promote", to, "--json"], {
+            TOKENKEEPER_KEY_FILE: keyFile,
+          });
+          assert.equal(r.code, 0, r.stderr);
+          promotions++;
+          resealed += Number(r.json?.resealed);
+          // A breather, so the rotation does not starve the workers of the CPU it shares with them.
+          await sleep(10);
+        }
+      });
+      t.diagnostic(`${promotions} key promotions (${resealed} re-seals) ran during the race`);
+      assert.ok(promotions >= ROUNDS, `rotation ran throughout (${promotions} promotions)`);
+    } finally {
+      await seed.close();
+      await cli.cleanup();
+      await dropRedisPrefix(prefix);
+    }
+  });
+});
