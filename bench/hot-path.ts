@@ -15,7 +15,7 @@ import { FileStore } from "../src/store/file-store.js";
 import { openStore } from "../src/store/open-store.js";
 import type { Store } from "../src/store/types.js";
 import { startTestBed } from "../test/bed/index.js";
-import { runWorker } from "../test/manager/fixtures/run-worker.js";
+import { startFleet } from "../test/fleet/fleet-workers.js";
 import { connectTestBed } from "../test/support/connect.js";
 
 const { values } = parseArgs({
@@ -91,10 +91,16 @@ async function main(): Promise<void> {
       );
       const raceBed = await startTestBed({ accessTokenTtl: 3 });
       const raceDir = await mkdtemp(join(tmpdir(), "tk-bench-race-"));
+      const fleet = await startFleet(
+        Array.from({ length: 8 }, () => ({ storeUrl: `file://${raceDir}`, env: process.env })),
+        "race",
+        3,
+      );
       const store = new FileStore({ dir: raceDir });
-      await connectTestBed(raceBed, store, "race");
+      const seeded = await connectTestBed(raceBed, store, "race");
       raceBed.as.resetCounters();
-      await Promise.all(Array.from({ length: 8 }, () => runWorker(`file://${raceDir}`, "race", 3)));
+      fleet.go(seeded.tokens!.expiresAt!);
+      await fleet.finished.finally(() => fleet.kill());
       const c = raceBed.as.counters;
       console.log(
         `refresh grants at the server: ${c.grants.refresh_token} (expected 3), rejected refresh tokens: ${c.rejectedRefreshTokens} (expected 0)`,

@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FileStore } from "../../src/store/file-store.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
+import { type RoundResult, startFleet } from "../fleet/fleet-workers.js";
 import { connectTestBed } from "../support/connect.js";
-import { runWorker } from "./fixtures/run-worker.js";
 
 const WORKERS = 8;
 const ROUNDS = 3;
@@ -31,20 +31,30 @@ describe("refresh race across processes (file store)", () => {
   });
 
   it(`${WORKERS} processes racing at each of ${ROUNDS} expiries cause exactly one refresh grant per expiry and no rejected refresh token`, async () => {
-    const store = new FileStore({ dir });
-    await connectTestBed(bed, store, "race");
-    await store.close();
-    bed.as.resetCounters();
-
-    const outputs = await Promise.all(
-      Array.from({ length: WORKERS }, () => runWorker(`file://${dir}`, "race", ROUNDS)),
+    // Workers start gated (a TypeScript process takes a while to boot) and are released together
+    // with the seeded token's expiry, so a slow starter cannot miss the first round.
+    const fleet = await startFleet(
+      Array.from({ length: WORKERS }, () => ({ storeUrl: `file://${dir}`, env: process.env })),
+      "race",
+      ROUNDS,
     );
+    let outputs: RoundResult[][];
+    try {
+      const store = new FileStore({ dir });
+      const seeded = await connectTestBed(bed, store, "race");
+      await store.close();
+      bed.as.resetCounters();
+      fleet.go(seeded.tokens!.expiresAt!);
+      outputs = await fleet.finished;
+    } finally {
+      fleet.kill();
+    }
 
     assert.equal(bed.as.counters.grants.refresh_token, ROUNDS, "one refresh grant per expiry");
     assert.equal(bed.as.counters.rejectedRefreshTokens, 0, "no refresh token was ever reused");
     assert.equal(bed.as.counters.refreshTokenReuse, 0);
     for (let round = 1; round <= ROUNDS; round++) {
-      const prints = new Set(outputs.map((lines) => JSON.parse(lines[round - 1]!).fingerprint));
+      const prints = new Set(outputs.map((rounds) => rounds[round - 1]!.fingerprint));
       assert.equal(prints.size, 1, `every worker got the same token in round ${round}`);
     }
     const final = await new FileStore({ dir }).get("race");

@@ -196,7 +196,10 @@ describe("TokenManager against a real authorization server", () => {
       (e: unknown) => e,
     );
     await waitFor(() => events.some((e) => e.type === "retrying"));
-    const retry = events.find((e) => e.type === "retrying") as Extract<TokenkeeperEvent, { type: "retrying" }>;
+    const retry = events.find((e) => e.type === "retrying") as Extract<
+      TokenkeeperEvent,
+      { type: "retrying" }
+    >;
     await clock.advance(retry.delayMs);
     const error = await pending;
     assert.ok(error instanceof ReauthRequiredError, String(error));
