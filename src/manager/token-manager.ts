@@ -105,6 +105,15 @@ export class TokenManager {
   readonly #events = new EventHub();
   readonly #cache = new Map<string, CacheEntry>();
   readonly #flights = new Map<string, Promise<CacheEntry>>();
+  /**
+   * Token sets the server issued that the store refused to take (it was unreachable). The
+   * refresh token they replaced is spent: refreshing with it again would look like reuse and
+   * revoke the grant. The next attempt saves this set instead of asking the server again.
+   */
+  readonly #unsaved = new Map<
+    string,
+    { spent: TokenSet | null; next: ConnectorRecord; outcome: GrantOutcome }
+  >();
   #closed = false;
 
   constructor(options: TokenManagerOptions) {
@@ -407,6 +416,12 @@ export class TokenManager {
       timeoutMs: this.#requestTimeoutMs,
       ...(this.#fetch ? { fetch: this.#fetch } : {}),
     };
+    const unsaved = this.#unsaved.get(record.name);
+    this.#unsaved.delete(record.name);
+    if (unsaved && sameRefreshToken(record.tokens, unsaved.spent)) {
+      // The store still holds the refresh token we already spent: save what the server gave us.
+      return this.#persistAndAnnounce(stored, unsaved.next, unsaved.outcome, started);
+    }
     let outcome: GrantOutcome;
     if (record.grant === "client_credentials") {
       outcome = await clientCredentialsGrant(record, deps);
@@ -435,8 +450,26 @@ export class TokenManager {
     delete next.state.reauth;
     delete next.state.notifiedAt;
 
+    return this.#persistAndAnnounce(stored, next, outcome, started);
+  }
+
+  async #persistAndAnnounce(
+    stored: StoredRecord,
+    next: ConnectorRecord,
+    outcome: GrantOutcome,
+    started: number,
+  ): Promise<CacheEntry> {
+    const record = stored.record;
+    const now = this.clock.now();
     // Durable before anyone sees the new access token (rotation safety).
-    const persisted = await this.#persistRefreshed(stored, next);
+    let persisted: StoredRecord;
+    try {
+      persisted = await this.#persistRefreshed(stored, next);
+    } catch (error) {
+      if (!(error instanceof ConflictError))
+        this.#unsaved.set(record.name, { spent: record.tokens, next, outcome });
+      throw error;
+    }
     const entry = this.#remember(persisted);
     const fresh = persisted.record;
     this.#emit({
@@ -475,7 +508,15 @@ export class TokenManager {
         const version = await this.store.put(next.name, next, base.version);
         return { record: next, version };
       } catch (error) {
-        if (!(error instanceof ConflictError)) throw error;
+        if (!(error instanceof ConflictError)) {
+          // A store outage right now would strand a rotated refresh token: try again a few
+          // times within the lock's lease before giving up (the caller keeps the set unsaved).
+          if (i < 4 && error instanceof TokenkeeperError && error.code === "store_unavailable") {
+            await this.clock.sleep(250 * 2 ** i);
+            continue;
+          }
+          throw error;
+        }
         const latest = await this.store.get(next.name);
         if (!latest) throw new NotFoundError(next.name, this.store.location);
         if (

@@ -6,7 +6,12 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { ManualClock } from "../../src/core/clock.js";
-import { NotFoundError, ReauthRequiredError, TransientError } from "../../src/core/errors.js";
+import {
+  NotFoundError,
+  ReauthRequiredError,
+  StoreUnavailableError,
+  TransientError,
+} from "../../src/core/errors.js";
 import type { TokenkeeperEvent } from "../../src/manager/events.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
@@ -207,6 +212,36 @@ describe("TokenManager against a real authorization server", () => {
     assert.equal(bed.as.counters.tokenRequests, 2, "one try, one retry, then stop");
   });
 
+  it("never refreshes twice with a spent refresh token when the store fails to save the new one", async () => {
+    // The store goes away between the server's answer and our write. The server has rotated:
+    // the stored refresh token is spent. The next attempt must save the set we got, not refresh again.
+    const flaky = new FlakyStore(store);
+    const m = new TokenManager({ store: flaky, clock, random: () => 0.5 });
+    await clock.advance(HOUR + 1);
+    flaky.failPuts = 100;
+    let settled = false;
+    const first = m.getAccessToken(name).then(
+      () => assert.fail("the store is down"),
+      (e: unknown) => e,
+    );
+    void first.finally(() => (settled = true));
+    // Let the manager's own retries (saving, then refreshing again) run to their deadline.
+    for (let i = 0; i < 100 && !settled; i++) {
+      await waitFor(() => clock.pendingSleeps > 0 || settled);
+      await clock.advance(2_000);
+    }
+    assert.equal(((await first) as { code?: string }).code, "store_unavailable");
+    assert.equal(refreshGrants(), 1);
+    flaky.failPuts = 0;
+    await clock.advance(60_000); // past the failure's cool-down
+    const token = await m.getAccessToken(name);
+    assert.equal(refreshGrants(), 1, "the unsaved token set was saved, no second refresh");
+    assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
+    const saved = await stored();
+    assert.ok(saved.tokens!.accessToken.equals(token.token));
+    assert.equal(saved.state.rotationCount, 1);
+  });
+
   it("a 401 for a token the server no longer accepts triggers one refresh shared by all callers", async () => {
     const rejected = (await manager.getAccessToken(name)).token;
     const renewed = await Promise.all(
@@ -244,6 +279,29 @@ describe("TokenManager against a real authorization server", () => {
     assert.ok(!text.includes(record.tokens!.refreshToken!.reveal()));
   });
 });
+
+/** A store whose writes fail (as an unreachable network store would) while `failPuts` > 0. */
+class FlakyStore extends MemoryStore {
+  failPuts = 0;
+  failedPuts = 0;
+  constructor(private readonly inner: MemoryStore) {
+    super();
+  }
+  override get(name: string) {
+    return this.inner.get(name);
+  }
+  override put(name: string, record: Parameters<MemoryStore["put"]>[1], expected: number | null) {
+    if (this.failPuts > 0) {
+      this.failPuts--;
+      this.failedPuts++;
+      return Promise.reject(new StoreUnavailableError("store down (test)", { store: "flaky" }));
+    }
+    return this.inner.put(name, record, expected);
+  }
+  override lock(name: string, options: Parameters<MemoryStore["lock"]>[1]) {
+    return this.inner.lock(name, options);
+  }
+}
 
 async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
