@@ -1,0 +1,336 @@
+/**
+ * `tokenkeeper proxy <NAME|URL>`: a local stdio MCP server bridged to a remote one, with tokens
+ * kept fresh; the drop-in replacement for `npx mcp-remote URL` in a client's configuration.
+ * stdout is the protocol channel: everything else goes to stderr. `--print-config` prints the
+ * client configuration that launches it instead.
+ */
+import { Readable } from "node:stream";
+import { parseArgs } from "node:util";
+import {
+  ConfigError,
+  EXIT,
+  NotFoundError,
+  ReauthRequiredError,
+  TokenkeeperError,
+} from "../../core/errors.js";
+import type { ConnectorRecord } from "../../core/record.js";
+import { canonicalServerUri } from "../../oauth/discovery.js";
+import type { Store } from "../../store/types.js";
+import { type ResolvedTarget, runProxy, type TransportChoice } from "../../surfaces/proxy.js";
+import {
+  CLIENT_KINDS,
+  type ClientKind,
+  configSnippet,
+  type SnippetInput,
+} from "../../surfaces/proxy-config.js";
+import { skipRecordJson } from "../../surfaces/skip-record.js";
+import type { CliContext, Command } from "../context.js";
+import { writeJson, writeLine } from "../output.js";
+import { openCliStore } from "../runtime.js";
+import { openUnattended, SHARED_OPTIONS, sharedOptionsHelp } from "./ensure.js";
+import { loginCommand } from "./login.js";
+
+const TRANSPORTS: readonly TransportChoice[] = ["auto", "streamable-http", "sse"];
+
+const USAGE = `Usage: tokenkeeper proxy <NAME|URL> [options]
+
+Serves MCP on stdin/stdout for a local client and relays every message to the remote MCP
+server of connector NAME (or the connector logged in to URL), with its tokens kept fresh.
+When a human must log in again, every request is answered with an error naming the command
+to run; the proxy keeps running and reconnects by itself after the login.
+
+Options:
+  --transport T          streamable-http | sse | auto (default auto: Streamable HTTP, falling
+                         back to HTTP+SSE for older servers)
+  --header "Name: value" extra header for every request to the server (repeatable)
+  --interactive          when re-authorization is needed and a terminal is attached, open the
+                         browser login (never otherwise)
+  --verbose              log transport details to stderr
+  --print-config         print the configuration that runs this proxy, and exit
+  --client C             with --print-config: claude-desktop | claude-code | cursor (default: all)
+  --json                 with --print-config: print the snippets as JSON
+${sharedOptionsHelp()}
+
+Exit codes: 0 after the client closed stdin or on SIGTERM, 64 usage, 77 ended while waiting
+for a re-authorization, 78 no such connector.`;
+
+export const proxyCommand: Command = {
+  name: "proxy",
+  summary: "stdio MCP server that relays to a remote server with fresh tokens (replaces mcp-remote)",
+  usage: USAGE,
+  run,
+};
+
+function usageError(ctx: CliContext, message: string): number {
+  ctx.stderr.write(`tokenkeeper proxy: ${message}\n\n${USAGE}\n`);
+  return EXIT.usage;
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      transport: { type: "string" },
+      header: { type: "string", multiple: true },
+      interactive: { type: "boolean" },
+      verbose: { type: "boolean" },
+      "print-config": { type: "boolean" },
+      client: { type: "string" },
+      json: { type: "boolean" },
+      ...SHARED_OPTIONS,
+    },
+  });
+}
+
+/** Headers the proxy must not let a flag override: the token, and what the transport manages. */
+const RESERVED_HEADERS = new Set([
+  "authorization",
+  "mcp-session-id",
+  "mcp-protocol-version",
+  "content-type",
+  "accept",
+  "last-event-id",
+]);
+
+export function parseHeaders(values: readonly string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const raw of values) {
+    const colon = raw.indexOf(":");
+    const name = colon > 0 ? raw.slice(0, colon).trim() : "";
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
+      throw new ConfigError(`--header "${raw.slice(0, 80)}" is not "Name: value"`);
+    if (RESERVED_HEADERS.has(name.toLowerCase())) {
+      throw new ConfigError(
+        name.toLowerCase() === "authorization"
+          ? "--header Authorization: Tokenkeeper sends the connector's token itself; drop this header"
+          : `--header ${name}: the MCP transport manages this header`,
+      );
+    }
+    headers[name] = raw.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+async function run(args: string[], ctx: CliContext): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(args);
+  } catch (error) {
+    return usageError(ctx, error instanceof Error ? error.message : String(error));
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1)
+    return usageError(ctx, positionals.length === 0 ? "missing <NAME|URL>" : "give exactly one <NAME|URL>");
+  const target = positionals[0]!;
+  const transport = (values.transport ?? "auto") as TransportChoice;
+  if (!TRANSPORTS.includes(transport))
+    return usageError(ctx, `--transport must be one of ${TRANSPORTS.join(", ")}`);
+  let headers: Record<string, string>;
+  try {
+    headers = parseHeaders(values.header ?? []);
+  } catch (error) {
+    return usageError(ctx, error instanceof Error ? error.message : String(error));
+  }
+  if (values.client !== undefined && !CLIENT_KINDS.includes(values.client as ClientKind)) {
+    return usageError(ctx, `--client must be one of ${CLIENT_KINDS.join(", ")}`);
+  }
+  if (!values["print-config"] && (values.client !== undefined || values.json)) {
+    return usageError(ctx, "--client and --json go with --print-config");
+  }
+
+  const now = () => ctx.clock.now();
+  if (values["print-config"]) {
+    const store = await openCliStore(values.store, ctx);
+    try {
+      return await printConfig(ctx, store, resolver(store, target, now), target, values, transport);
+    } finally {
+      await store.close();
+    }
+  }
+  return serve(ctx, target, { transport, headers, values });
+}
+
+interface Resolved extends ResolvedTarget {
+  record: ConnectorRecord;
+}
+
+/** NAME is a connector; a URL is looked up among the connectors by their server URL. */
+function resolver(store: Store, target: string, now: () => number): () => Promise<Resolved> {
+  const isUrl = /^https?:\/\//i.test(target);
+  return async () => {
+    if (!isUrl) {
+      const stored = await store.get(target);
+      if (!stored) throw new NotFoundError(target, store.location);
+      return { connector: target, url: stored.record.server.mcpUrl, record: stored.record };
+    }
+    const url = canonicalServerUri(target);
+    const matches: ConnectorRecord[] = [];
+    for (const name of await store.list()) {
+      const stored = await store.get(name).catch(() => null);
+      if (!stored) continue;
+      let theirs: string;
+      try {
+        theirs = canonicalServerUri(stored.record.server.mcpUrl);
+      } catch {
+        continue;
+      }
+      if (theirs === url) matches.push(stored.record);
+    }
+    // Several logins to one server: prefer one that works.
+    const record = matches.find((r) => r.state.health !== "reauth_required") ?? matches[0];
+    if (record) return { connector: record.name, url: record.server.mcpUrl, record };
+    throw new ReauthRequiredError({
+      connector: url,
+      reason: "not_authorized",
+      since: now(),
+      action: `run \`tokenkeeper login ${url}\` (no connector in ${store.location} is logged in to this server)`,
+    });
+  };
+}
+
+async function serve(
+  ctx: CliContext,
+  target: string,
+  opts: {
+    transport: TransportChoice;
+    headers: Record<string, string>;
+    values: ReturnType<typeof parse>["values"];
+  },
+): Promise<number> {
+  const { values } = opts;
+  // The same plumbing as the other unattended commands: --events, --notify-*, --timeout, and
+  // a notification on every transition to reauth_required.
+  const session = await openUnattended(ctx, values);
+  const resolve = resolver(session.store, target, () => ctx.clock.now());
+  const terminal = Boolean((ctx.stderr as { isTTY?: boolean }).isTTY);
+  if (values.interactive && !terminal) {
+    ctx.stderr.write(
+      "tokenkeeper proxy: --interactive needs a terminal on stderr; without one the proxy never opens a browser\n",
+    );
+  }
+  let connectorHeaders: Record<string, string> = {};
+  try {
+    const outcome = await runProxy({
+      manager: session.manager,
+      resolve: async () => {
+        const resolved = await resolve();
+        connectorHeaders = resolved.record.settings.headers ?? {};
+        return { connector: resolved.connector, url: resolved.url };
+      },
+      transport: opts.transport,
+      // Connector settings first, the command line wins. Read when the connection opens, after resolution.
+      get headers() {
+        return { ...connectorHeaders, ...opts.headers };
+      },
+      stdin: ctx.stdin,
+      stdout: ctx.stdout,
+      log: (line) => ctx.stderr.write(`${line}\n`),
+      onSkip: (record) => {
+        ctx.stderr.write(`${skipRecordJson(record, { event: "proxy_skip" })}\n`);
+        session.events?.record(record, "proxy");
+      },
+      ...(values.interactive && terminal
+        ? { interactiveLogin: (record: ConnectorRecord) => interactiveLogin(ctx, record, values.store) }
+        : {}),
+      clock: ctx.clock,
+      ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+      signal: ctx.signal,
+      ...(values.verbose ? { verbose: true } : {}),
+    });
+    return outcome.exitCode;
+  } finally {
+    await session.close();
+  }
+}
+
+/** The login command itself, with its output on stderr: stdout belongs to the MCP client. */
+async function interactiveLogin(
+  ctx: CliContext,
+  record: ConnectorRecord,
+  storeUrl: string | undefined,
+): Promise<void> {
+  const args = [record.server.mcpUrl, "--name", record.name];
+  if (record.grant === "device_code") args.push("--device");
+  if (record.scope) args.push("--scope", record.scope);
+  if (storeUrl) args.push("--store", storeUrl);
+  const code = await loginCommand.run(args, {
+    ...ctx,
+    stdout: ctx.stderr,
+    stdin: Readable.from([]),
+    interactive: true,
+  });
+  if (code !== EXIT.ok) throw new TokenkeeperError("login_failed", `tokenkeeper login exited with ${code}`);
+}
+
+async function printConfig(
+  ctx: CliContext,
+  store: Store,
+  resolve: () => Promise<Resolved>,
+  target: string,
+  values: ReturnType<typeof parse>["values"],
+  transport: TransportChoice,
+): Promise<number> {
+  // A name that resolves is written as the name (stable across URL changes); a URL with no
+  // connector yet is written as given, with a reminder to log in first.
+  let serverName: string;
+  let proxyTarget: string;
+  try {
+    const resolved = await resolve();
+    serverName = resolved.connector;
+    proxyTarget = resolved.connector;
+  } catch (error) {
+    if (!(error instanceof TokenkeeperError)) throw error;
+    serverName = /^https?:\/\//i.test(target) ? new URL(target).hostname : target;
+    proxyTarget = target;
+    ctx.stderr.write(`tokenkeeper proxy: note: ${error.message}\n`);
+  }
+  const args = ["proxy", proxyTarget];
+  if (transport !== "auto") args.push("--transport", transport);
+  for (const h of values.header ?? []) args.push("--header", h);
+  for (const flag of ["events", "notify-command", "notify-webhook", "timeout"] as const) {
+    const value = values[flag];
+    if (typeof value === "string") args.push(`--${flag}`, value);
+  }
+  const env = storeEnv(ctx, store, values.store);
+  const input: SnippetInput = { serverName, args, env };
+  const clients = values.client ? [values.client as ClientKind] : CLIENT_KINDS;
+  const snippets = clients.map((c) => configSnippet(c, input));
+  if (values.json) {
+    writeJson(ctx, { server: serverName, command: "tokenkeeper", args, env, snippets });
+    return EXIT.ok;
+  }
+  for (const s of snippets) {
+    writeLine(ctx.stdout, `# ${s.client}: ${s.where}`);
+    writeLine(ctx.stdout, s.text);
+    writeLine(ctx.stdout);
+  }
+  writeLine(
+    ctx.stdout,
+    "# If the client cannot find `tokenkeeper`, use the absolute path that `command -v tokenkeeper` prints (GUI apps get a short PATH).",
+  );
+  return EXIT.ok;
+}
+
+/** Where the client's copy of the proxy must look for connectors: only what was chosen explicitly, never a credential. */
+function storeEnv(ctx: CliContext, store: Store, flag: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  const chosen = flag ?? ctx.env.TOKENKEEPER_STORE;
+  if (chosen) {
+    env.TOKENKEEPER_STORE = store.location;
+    if (store.location !== chosen && /:\/\/[^/@]*:[^/@]*@/.test(chosen)) {
+      ctx.stderr.write(
+        "tokenkeeper proxy: note: the snippet leaves the store's password out; add it in the client's configuration\n",
+      );
+    }
+    if (ctx.env.TOKENKEEPER_KEY_FILE) env.TOKENKEEPER_KEY_FILE = ctx.env.TOKENKEEPER_KEY_FILE;
+    else if (ctx.env.TOKENKEEPER_KEY)
+      ctx.stderr.write(
+        "tokenkeeper proxy: note: the store is sealed with TOKENKEEPER_KEY; give the client the same key (not printed here)\n",
+      );
+  } else if (ctx.env.TOKENKEEPER_HOME) {
+    env.TOKENKEEPER_HOME = ctx.env.TOKENKEEPER_HOME;
+  }
+  return env;
+}

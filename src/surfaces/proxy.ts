@@ -1,0 +1,577 @@
+/**
+ * `tokenkeeper proxy`: an MCP server on stdio for a local client (Claude Desktop, Claude Code,
+ * Cursor…), bridged to a remote MCP server with tokens from the token manager.
+ *
+ * What it promises the client:
+ * - every message passes both ways unchanged, relayed at the transport level (requests,
+ *   notifications, server-to-client requests such as sampling, elicitation and roots);
+ * - every request gets exactly one answer: the server's, or a JSON-RPC error saying what
+ *   happened and what to do (docs/proxy.md lists the codes). Nothing waits forever: a stream
+ *   that ends, a session the server forgot, a connection that drops, a re-authorization that a
+ *   human must do — each answers the requests it affects at once;
+ * - when a human must re-authorize, it never opens a browser on its own (only with
+ *   `interactiveLogin`, which the CLI gives only with --interactive on a terminal). It writes the
+ *   skip record to stderr, notifies, answers every request with the reason and the command to
+ *   run, and notices the new login by itself;
+ * - tokens are refreshed ahead while the session is in use (including a long call), never on a
+ *   timer when idle; stdout carries only the protocol; nothing is logged per message; memory
+ *   holds only what is in flight.
+ */
+import type { Readable, Writable } from "node:stream";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import type { Clock } from "../core/clock.js";
+import {
+  EXIT,
+  exitCodeFor,
+  isTokenkeeperError,
+  type ReauthReason,
+  ReauthRequiredError,
+  type TokenkeeperError,
+} from "../core/errors.js";
+import type { ConnectorRecord } from "../core/record.js";
+import { scrubText } from "../core/secret.js";
+import type { TokenkeeperEvent } from "../manager/events.js";
+import {
+  DEFAULT_REFRESH_AHEAD_MS,
+  expiryMarginMs,
+  type RetryPolicy,
+  refreshWindowMs,
+} from "../manager/refresh-policy.js";
+import type { TokenManager } from "../manager/token-manager.js";
+import type { FetchLike } from "../oauth/http.js";
+import { liveAccessToken } from "./auth-fetch.js";
+import type { Notifier } from "./notify.js";
+import { knownRefreshTokenExpiry } from "./preflight.js";
+import { describeProblem, errorResponse, lossError, PROXY_ERROR, type RequestId } from "./proxy-errors.js";
+import { proxyAuthFetch } from "./proxy-fetch.js";
+import { PendingRequests } from "./proxy-pending.js";
+import { type TransportChoice, Upstream } from "./proxy-upstream.js";
+import { type SkipRecord, skippedRecord } from "./skip-record.js";
+
+export type { TransportChoice } from "./proxy-upstream.js";
+
+export interface ResolvedTarget {
+  connector: string;
+  /** The remote MCP endpoint. */
+  url: string;
+}
+
+export interface ProxyOptions {
+  manager: TokenManager;
+  /**
+   * Which connector and URL to use. Throws a TokenkeeperError (not_found, reauth_required…)
+   * when it cannot say yet; the proxy then answers every request with that error and asks
+   * again (at most once per `recheckMs`), so a `tokenkeeper login` is picked up without a restart.
+   */
+  resolve: () => Promise<ResolvedTarget>;
+  transport?: TransportChoice;
+  /** Extra headers for the remote server (--header). */
+  headers?: Record<string, string>;
+  /** The protocol channel to the local client. */
+  stdin: Readable;
+  stdout: Writable;
+  /** Human-readable log lines (stderr). Never given a secret. */
+  log: (line: string) => void;
+  /** Each skip record: when a human must act (the CLI writes it to stderr as JSON and to the event log). */
+  onSkip?: (record: SkipRecord) => void;
+  /** Manager events, for the event log. */
+  onEvent?: (event: TokenkeeperEvent) => void;
+  notifier?: Notifier;
+  /** Runs a login (opens a browser). Only given with --interactive on a terminal. */
+  interactiveLogin?: (record: ConnectorRecord) => Promise<void>;
+  clock: Clock;
+  /** The network fetch under the authenticated one (tests inject faults here). */
+  fetch?: FetchLike;
+  /** Aborting shuts the proxy down cleanly (SIGTERM). */
+  signal?: AbortSignal;
+  /** Requests in flight before new ones are refused (default 10,000). */
+  maxPending?: number;
+  /** How often, at most, an unusable connector is checked again on a request (default 1 s). */
+  recheckMs?: number;
+  connectTimeoutMs?: number;
+  reconnect?: Partial<RetryPolicy>;
+  /** Log transport details (still never per message, never secrets). */
+  verbose?: boolean;
+}
+
+export interface ProxyOutcome {
+  /** 0 after a normal end; 77 when it ended waiting for a re-authorization; 78 for a connector it never found. */
+  exitCode: number;
+  reason: "stdin_closed" | "signal" | "stdout_closed";
+}
+
+type State =
+  | { kind: "unresolved"; error: TokenkeeperError }
+  | { kind: "ready" }
+  | { kind: "reauth"; error: TokenkeeperError }
+  | { kind: "closed" };
+
+export interface ProxyStats {
+  /** Client requests awaiting an answer. */
+  pending: number;
+  /** Messages on their way to the remote server. */
+  outgoing: number;
+  state: State["kind"];
+  /** Whether a refresh-ahead timer is set (none when idle). */
+  refreshTimer: boolean;
+  transport: string | undefined;
+}
+
+export interface ProxyHandle {
+  /** Resolves when the proxy has shut down (stdin ended, signal, stdout closed). */
+  done: Promise<ProxyOutcome>;
+  stats(): ProxyStats;
+}
+
+/** Starts the proxy; it runs until stdin ends or `signal` aborts. */
+export function startProxy(options: ProxyOptions): ProxyHandle {
+  const proxy = new StdioProxy(options);
+  return { done: proxy.run(), stats: () => proxy.stats() };
+}
+
+export function runProxy(options: ProxyOptions): Promise<ProxyOutcome> {
+  return startProxy(options).done;
+}
+
+class StdioProxy {
+  readonly #o: ProxyOptions;
+  readonly #manager: TokenManager;
+  readonly #clock: Clock;
+  readonly #pending: PendingRequests;
+  readonly #stdio: StdioServerTransport;
+  readonly #recheckMs: number;
+  #state: State = { kind: "unresolved", error: lossError("shutdown", { where: "", method: "start" }) };
+  #target: ResolvedTarget | undefined;
+  #upstream: Upstream | undefined;
+  #recovering: Promise<boolean> | undefined;
+  #lastRecoveryAt = Number.NEGATIVE_INFINITY;
+  #unsubscribe: (() => void) | undefined;
+  /** Skip records already emitted for per-call problems (a missing scope), so each is reported once. */
+  readonly #reportedScopes = new Set<string>();
+  #loginRunning = false;
+  // Refresh ahead while in use.
+  #refreshTimer: AbortController | undefined;
+  #active = false;
+  #finish!: (outcome: ProxyOutcome) => void;
+  readonly #done: Promise<ProxyOutcome>;
+
+  constructor(options: ProxyOptions) {
+    this.#o = options;
+    this.#manager = options.manager;
+    this.#clock = options.clock;
+    this.#pending = new PendingRequests(options.maxPending ?? 10_000);
+    this.#recheckMs = options.recheckMs ?? 1_000;
+    this.#stdio = new StdioServerTransport(options.stdin, options.stdout);
+    this.#done = new Promise((resolve) => {
+      this.#finish = resolve;
+    });
+  }
+
+  stats(): ProxyStats {
+    return {
+      pending: this.#pending.size,
+      outgoing: this.#upstream?.outgoing ?? 0,
+      state: this.#state.kind,
+      refreshTimer: this.#refreshTimer !== undefined,
+      transport: this.#upstream?.kind,
+    };
+  }
+
+  async run(): Promise<ProxyOutcome> {
+    const { stdin, stdout, signal } = this.#o;
+    this.#stdio.onmessage = (message) => this.#fromClient(message);
+    this.#stdio.onerror = (error) =>
+      this.#log(`ignored a message from the client that is not JSON-RPC: ${describeProblem(error)}`);
+    stdin.once("end", () => void this.#shutdown("stdin_closed"));
+    stdin.once("close", () => void this.#shutdown("stdin_closed"));
+    // The client went away mid-write (EPIPE): nothing left to serve.
+    stdout.on("error", () => void this.#shutdown("stdout_closed"));
+    if (signal?.aborted) return { exitCode: EXIT.ok, reason: "signal" };
+    signal?.addEventListener("abort", () => void this.#shutdown("signal"), { once: true });
+    this.#unsubscribe = this.#manager.subscribe((event) => this.#onManagerEvent(event));
+    await this.#stdio.start();
+    // Resolve and check the connector now, so a dead one is reported at start (and the first
+    // request does not pay for reading the store). Failing here is not fatal: we keep answering.
+    await this.#attemptRecovery(true);
+    return this.#done;
+  }
+
+  // ---- client → server -------------------------------------------------------------------------
+
+  #fromClient(message: JSONRPCMessage): void {
+    if (this.#state.kind === "closed") return;
+    const isRequest = "method" in message && "id" in message;
+    if (isRequest) {
+      this.#onRequest(message as JSONRPCMessage & { id: RequestId; method: string });
+      return;
+    }
+    if ("method" in message && message.method === "notifications/cancelled") {
+      // The client gave up on it: the server is asked to stop, and no answer is owed.
+      const requestId = (message.params as { requestId?: RequestId } | undefined)?.requestId;
+      if (requestId !== undefined) this.#pending.take(requestId);
+    }
+    if (this.#state.kind !== "ready" || !this.#upstream) return;
+    this.#touch();
+    this.#upstream.send(message).catch((error) => {
+      if (this.#o.verbose)
+        this.#log(
+          `could not forward a ${"method" in message ? message.method : "response"}: ${describeProblem(error)}`,
+        );
+      this.#noticeAuthFailure(error);
+    });
+  }
+
+  #onRequest(message: JSONRPCMessage & { id: RequestId; method: string }): void {
+    const { id, method } = message;
+    if (!this.#pending.add(id, method, this.#clock.now())) {
+      const why = this.#pending.has(id)
+        ? `a request with id ${JSON.stringify(id)} is already in flight`
+        : `${this.#pending.limit} requests are already in flight`;
+      this.#answer({
+        jsonrpc: "2.0",
+        id,
+        error: { code: PROXY_ERROR.refused, message: `tokenkeeper proxy: refused "${method}": ${why}` },
+      });
+      return;
+    }
+    if (this.#state.kind === "ready" && this.#upstream) {
+      this.#forward(message);
+      return;
+    }
+    // Not usable right now: see whether a login happened meanwhile, else answer at once.
+    void this.#attemptRecovery(false).then((ok) => {
+      if (ok) this.#forward(message);
+      else this.#failOne(id, this.#currentError());
+    });
+  }
+
+  #forward(message: JSONRPCMessage & { id: RequestId }): void {
+    this.#touch();
+    this.#upstream!.send(message).catch((error) => this.#failOne(message.id, error));
+  }
+
+  // ---- server → client -------------------------------------------------------------------------
+
+  #fromServer(message: JSONRPCMessage): void {
+    if ("id" in message && !("method" in message)) {
+      // An answer nobody waits for (already answered with an error, or cancelled) is dropped:
+      // the client must never see two answers to one request.
+      if (!this.#pending.take((message as { id: RequestId }).id)) return;
+    }
+    this.#touch();
+    this.#answer(message);
+  }
+
+  #answer(message: JSONRPCMessage): void {
+    this.#stdio.send(message).catch(() => {});
+  }
+
+  /** The exchange carrying these requests ended; answer whichever are still waiting once queued messages are delivered. */
+  #exchangeEnded(
+    ids: readonly RequestId[] | "all",
+    error: TokenkeeperError | ((method: string) => TokenkeeperError),
+  ): void {
+    const affected = ids === "all" ? this.#pending.ids() : ids;
+    if (affected.length === 0) return;
+    // The SDK transport parses what it already read on later microtasks; let it deliver first.
+    setImmediate(() => {
+      for (const id of affected) {
+        const pending = this.#pending.take(id);
+        if (!pending) continue;
+        const e = typeof error === "function" ? error(pending.method) : error;
+        this.#answer(errorResponse(id, e, this.#dataFor(e)));
+      }
+    });
+  }
+
+  #failOne(id: RequestId, error: unknown): void {
+    const typed = this.#typed(error);
+    this.#noticeAuthFailure(typed);
+    const pending = this.#pending.take(id);
+    if (!pending) return;
+    this.#answer(errorResponse(id, typed, this.#dataFor(typed)));
+  }
+
+  // ---- re-authorization ------------------------------------------------------------------------
+
+  #noticeAuthFailure(error: unknown): void {
+    if (!isTokenkeeperError(error)) return;
+    if (error.code === "reauth_required" && (error as ReauthRequiredError).reason === "insufficient_scope") {
+      // A step-up for this one call; the connector keeps working for the others. Report once per scope.
+      const scope = String(error.fields.requiredScope ?? "");
+      if (this.#reportedScopes.has(scope) || this.#reportedScopes.size > 100) return;
+      this.#reportedScopes.add(scope);
+      this.#emitSkip(error);
+      return;
+    }
+    if (error.code === "reauth_required") this.#enterReauth(error);
+  }
+
+  #enterReauth(error: TokenkeeperError): void {
+    if (this.#state.kind === "closed" || this.#state.kind === "reauth") return;
+    this.#state = { kind: "reauth", error };
+    this.#stopRefreshAhead();
+    this.#emitSkip(error);
+    const target = this.#target;
+    if (target) this.#o.notifier?.notifyReauth(this.#manager.store, target.connector).catch(() => {});
+    for (const pending of this.#pending.drain())
+      this.#answer(errorResponse(pending.id, error, this.#dataFor(error)));
+    void this.#upstream?.suspend("re-authorization required");
+    this.#maybeLogin();
+  }
+
+  #maybeLogin(): void {
+    const login = this.#o.interactiveLogin;
+    const record = this.#target ? this.#manager.cached(this.#target.connector)?.record : undefined;
+    if (!login || !record || this.#loginRunning) return;
+    this.#loginRunning = true;
+    this.#log(`--interactive: starting a login for "${record.name}" in the browser`);
+    login(record)
+      .then(
+        () => {
+          this.#manager.invalidate(record.name);
+          this.#lastRecoveryAt = Number.NEGATIVE_INFINITY;
+          this.#log("login finished; the next request reconnects");
+        },
+        (e) => this.#log(`the interactive login failed: ${describeProblem(e)}`),
+      )
+      .finally(() => {
+        this.#loginRunning = false;
+      });
+  }
+
+  /**
+   * Leaves the unresolved or reauth state when a login happened meanwhile. Single-flight, and
+   * at most once per recheckMs: a client hammering a dead connector gets answers from memory.
+   */
+  #attemptRecovery(force: boolean): Promise<boolean> {
+    if (this.#state.kind === "ready") return Promise.resolve(true);
+    if (this.#state.kind === "closed") return Promise.resolve(false);
+    if (this.#recovering) return this.#recovering;
+    const now = this.#clock.now();
+    if (!force && now - this.#lastRecoveryAt < this.#recheckMs) return Promise.resolve(false);
+    this.#lastRecoveryAt = now;
+    this.#recovering = this.#recover().finally(() => {
+      this.#recovering = undefined;
+    });
+    return this.#recovering;
+  }
+
+  async #recover(): Promise<boolean> {
+    const wasReauth = this.#state.kind === "reauth";
+    try {
+      if (!this.#target) {
+        this.#target = await this.#o.resolve();
+        this.#upstream = this.#newUpstream(this.#target);
+        this.#log(`proxying stdio to ${this.#upstream.where} with connector "${this.#target.connector}"`);
+      }
+      // Not just a token: liveAccessToken also says when the store marks the grant dead (a
+      // token the server rejected can still look fresh).
+      await liveAccessToken(this.#manager, this.#target.connector);
+    } catch (error) {
+      const typed = this.#typed(error);
+      if (typed.code === "transient" || typed.code === "store_unavailable" || typed.code === "lock_timeout") {
+        // The token endpoint or store is having a moment: requests will retry through the fetch path.
+        if (this.#target && this.#state.kind !== "reauth") {
+          this.#log(`could not get a token yet (${typed.message}); requests will retry`);
+          this.#state = { kind: "ready" };
+          return true;
+        }
+      }
+      if (!this.#target) {
+        if (this.#state.kind !== "unresolved" || this.#state.error.message !== typed.message) {
+          this.#state = { kind: "unresolved", error: typed };
+          this.#emitSkip(typed);
+        }
+      } else if (typed.code === "reauth_required") {
+        this.#enterReauth(typed);
+      } else {
+        this.#state = { kind: "unresolved", error: typed };
+        this.#emitSkip(typed);
+      }
+      return false;
+    }
+    if (this.#state.kind === "closed") return false;
+    this.#state = { kind: "ready" };
+    if (wasReauth) {
+      this.#log(`connector "${this.#target.connector}" is authorized again; reconnecting`);
+      this.#upstream?.resume();
+    }
+    return true;
+  }
+
+  #currentError(): TokenkeeperError {
+    const s = this.#state;
+    if (s.kind === "unresolved" || s.kind === "reauth") return s.error;
+    return lossError("shutdown", { where: this.#upstream?.where ?? "", method: "request" });
+  }
+
+  #newUpstream(target: ResolvedTarget): Upstream {
+    const o = this.#o;
+    const authFetch = proxyAuthFetch(this.#manager, target.connector, o.fetch ? { fetch: o.fetch } : {});
+    return new Upstream({
+      url: new URL(target.url),
+      transport: o.transport ?? "auto",
+      fetch: authFetch,
+      ...(o.headers ? { headers: o.headers } : {}),
+      clock: this.#clock,
+      ...(o.connectTimeoutMs !== undefined ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+      ...(o.reconnect ? { reconnect: o.reconnect } : {}),
+      events: {
+        message: (message) => this.#fromServer(message),
+        exchangeEnded: (ids, error) => this.#exchangeEnded(ids, error),
+        authFailure: (error) => this.#noticeAuthFailure(error),
+        log: (level, text) => {
+          if (level !== "debug" || o.verbose) this.#log(text);
+        },
+      },
+    });
+  }
+
+  // ---- tokens: refresh ahead while in use ------------------------------------------------------
+
+  #onManagerEvent(event: TokenkeeperEvent): void {
+    this.#o.onEvent?.(event);
+    if (!this.#target || event.connector !== this.#target.connector) return;
+    if (event.type === "reauth_required") {
+      // A refresh (ours or another process's) found the grant dead: tell the client now, not
+      // at the next request that happens to need a new token.
+      this.#enterReauth(
+        new ReauthRequiredError({
+          connector: event.connector,
+          reason: event.reason as ReauthReason,
+          since: event.since,
+          action: event.action,
+          ...(event.serverError ? { serverError: event.serverError } : {}),
+          ...(event.serverErrorDescription ? { serverErrorDescription: event.serverErrorDescription } : {}),
+          ...(event.requiredScope ? { requiredScope: event.requiredScope } : {}),
+        }),
+      );
+    } else if (event.type === "refreshed" && this.#refreshTimer) {
+      this.#stopRefreshAhead();
+      this.#armRefreshAhead();
+    }
+  }
+
+  /** Something happened in the session: keep its token fresh ahead of need. */
+  #touch(): void {
+    this.#active = true;
+    if (!this.#refreshTimer && this.#state.kind === "ready") this.#armRefreshAhead();
+  }
+
+  /**
+   * One timer, set for when the current token enters its refresh-ahead window. When it fires
+   * and the session was used meanwhile (or a call is still running), ask the manager, which
+   * refreshes in the background; an idle session lets the timer lapse and sets none.
+   */
+  #armRefreshAhead(): void {
+    if (!this.#target || this.#state.kind !== "ready") return;
+    const record = this.#manager.cached(this.#target.connector)?.record;
+    const tokens = record?.tokens;
+    if (!record || !tokens || tokens.expiresAt === null) return;
+    // Without a way to refresh, asking early would only declare the connector dead early.
+    if (record.grant !== "client_credentials" && !tokens.refreshToken) return;
+    const now = this.#clock.now();
+    const due =
+      tokens.expiresAt -
+      expiryMarginMs(tokens) -
+      refreshWindowMs(tokens, record.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS);
+    // Inside the window already (a refresh is running or cooling down after a failure): look again soon.
+    const delay = due > now ? due - now + 1 : Math.max(1_000, (tokens.expiresAt - now) / 4);
+    this.#active = false;
+    const timer = new AbortController();
+    this.#refreshTimer = timer;
+    this.#clock.sleep(delay, timer.signal).then(
+      () => {
+        if (this.#refreshTimer === timer) this.#refreshTimer = undefined;
+        this.#refreshAhead();
+      },
+      () => {},
+    );
+  }
+
+  #refreshAhead(): void {
+    if (!this.#target || this.#state.kind !== "ready") return;
+    if (!this.#active && this.#pending.size === 0) return; // idle: no timers until the next message
+    liveAccessToken(this.#manager, this.#target.connector).then(
+      () => {
+        if (!this.#refreshTimer) this.#armRefreshAhead();
+      },
+      (error) => {
+        this.#noticeAuthFailure(error);
+        if (!this.#refreshTimer) this.#armRefreshAhead();
+      },
+    );
+  }
+
+  #stopRefreshAhead(): void {
+    this.#refreshTimer?.abort();
+    this.#refreshTimer = undefined;
+  }
+
+  // ---- records and logs ------------------------------------------------------------------------
+
+  #typed(error: unknown): TokenkeeperError {
+    if (isTokenkeeperError(error)) return error;
+    return lossError("no_answer", {
+      where: this.#upstream?.where ?? "",
+      method: "request",
+      lastProblem: describeProblem(error),
+    });
+  }
+
+  #skipRecord(error: TokenkeeperError): SkipRecord {
+    const connector = this.#target?.connector ?? error.connector ?? "unknown";
+    const record = this.#target ? this.#manager.cached(this.#target.connector)?.record : undefined;
+    return skippedRecord(connector, error, {
+      now: this.#clock.now(),
+      expiresAt: record?.tokens?.expiresAt ?? null,
+      refreshTokenExpiresAt: record ? knownRefreshTokenExpiry(record) : null,
+    });
+  }
+
+  /** The `data` of an error answer: the skip record, which a client or a human can act on. */
+  #dataFor(error: TokenkeeperError): SkipRecord {
+    return this.#skipRecord(error);
+  }
+
+  #emitSkip(error: TokenkeeperError): void {
+    const record = this.#skipRecord(error);
+    const action = record.action && !record.detail.includes(record.action) ? ` → ${record.action}` : "";
+    this.#log(`${record.status}: ${record.detail}${action}`);
+    this.#o.onSkip?.(record);
+  }
+
+  #log(line: string): void {
+    this.#o.log(`tokenkeeper proxy: ${scrubText(line, 2_000)}`);
+  }
+
+  // ---- shutdown --------------------------------------------------------------------------------
+
+  async #shutdown(reason: ProxyOutcome["reason"]): Promise<void> {
+    const previous = this.#state;
+    if (previous.kind === "closed") return;
+    this.#state = { kind: "closed" };
+    this.#stopRefreshAhead();
+    this.#unsubscribe?.();
+    // On SIGTERM the client may still be reading: answer what is in flight. Once stdin has
+    // ended, nobody is.
+    const stopping = lossError("shutdown", { where: this.#upstream?.where ?? "", method: "request" });
+    for (const pending of this.#pending.drain()) {
+      if (reason === "signal") this.#answer(errorResponse(pending.id, stopping, this.#dataFor(stopping)));
+    }
+    this.#log(
+      `shutting down (${reason === "signal" ? "signal" : reason === "stdin_closed" ? "the client closed stdin" : "stdout closed"})`,
+    );
+    await this.#upstream?.close().catch(() => {});
+    await this.#stdio.close().catch(() => {});
+    const exitCode =
+      previous.kind === "reauth"
+        ? exitCodeFor(previous.error)
+        : previous.kind === "unresolved"
+          ? exitCodeFor(previous.error)
+          : EXIT.ok;
+    this.#finish({ exitCode, reason });
+  }
+}
