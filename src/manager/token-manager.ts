@@ -27,6 +27,7 @@ import {
 import type { Store, StoredRecord } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
 import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
+import { reauthErrorFromRecord } from "./reauth.js";
 import {
   achievableMinTtlMs,
   backoffDelayMs,
@@ -153,7 +154,7 @@ export class TokenManager {
     // a new login (in any process) is picked up.
     if (entry.stored.record.state.health === "reauth_required") {
       if (now - entry.checkedAt >= this.#reauthRecheckMs) entry = this.#remember(await this.#read(connector));
-      const reauth = this.#reauthFromState(entry.stored);
+      const reauth = reauthErrorFromRecord(entry.stored.record);
       if (reauth) throw reauth;
     }
 
@@ -239,7 +240,7 @@ export class TokenManager {
     const tokens = record.tokens;
     if (!tokens)
       throw (
-        this.#reauthFromState(entry.stored) ??
+        reauthErrorFromRecord(entry.stored.record) ??
         new TransientError(`connector "${record.name}" has no token`, { connector: record.name })
       );
     return {
@@ -331,7 +332,7 @@ export class TokenManager {
     for (;;) {
       // 1. Another process may have refreshed already: look before taking any lock.
       let stored = await this.#read(connector);
-      const inReauth = this.#reauthFromState(stored);
+      const inReauth = reauthErrorFromRecord(stored.record);
       if (inReauth) throw inReauth;
       if (this.#satisfied(stored, options)) return this.#remember(stored);
 
@@ -345,7 +346,7 @@ export class TokenManager {
         try {
           // 2. Under the lock, read again: the previous holder may have just written new tokens.
           stored = await this.#read(connector);
-          const reauth = this.#reauthFromState(stored);
+          const reauth = reauthErrorFromRecord(stored.record);
           if (reauth) throw reauth;
           if (this.#satisfied(stored, options)) return this.#remember(stored);
           // 3. Exactly one refresher reaches the token endpoint.
@@ -540,21 +541,6 @@ export class TokenManager {
     );
   }
 
-  #reauthFromState(stored: StoredRecord): ReauthRequiredError | undefined {
-    const r = stored.record;
-    if (r.state.health !== "reauth_required" || !r.state.reauth) return undefined;
-    const reauth = r.state.reauth;
-    return new ReauthRequiredError({
-      connector: r.name,
-      reason: reauth.reason as ReauthReason,
-      since: reauth.since,
-      action: reauth.action,
-      ...(reauth.serverError ? { serverError: reauth.serverError } : {}),
-      ...(reauth.serverErrorDescription ? { serverErrorDescription: reauth.serverErrorDescription } : {}),
-      ...(reauth.requiredScope ? { requiredScope: reauth.requiredScope } : {}),
-    });
-  }
-
   /** Records the reauth_required state durably so every process fails fast, and emits the event once. */
   async #enterReauth(
     stored: StoredRecord,
@@ -604,7 +590,7 @@ export class TokenManager {
       });
       if (updated) {
         this.#remember(updated);
-        const existing = this.#reauthFromState(updated);
+        const existing = reauthErrorFromRecord(updated.record);
         if (!transitioned && existing) return existing;
       }
     } catch (storeError) {

@@ -13,9 +13,9 @@
 import { formatDuration } from "../core/duration.js";
 import { EXIT, exitCodeFor, NotFoundError, type TokenkeeperError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
+import { reauthErrorFromRecord } from "../manager/reauth.js";
 import { reauthAction } from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
-import { reauthErrorFromState } from "./auth-fetch.js";
 import type { Notifier } from "./notify.js";
 import { coversRun, knownRefreshTokenExpiry } from "./preflight.js";
 import { degradedRecord, READY_REASONS, readyRecord, type SkipRecord, skippedRecord } from "./skip-record.js";
@@ -51,7 +51,7 @@ export async function keepaliveConnector(
     return skippedRecord(name, error, { now: clock.now() });
   }
 
-  const dead = reauthErrorFromState(record);
+  const dead = reauthErrorFromRecord(record);
   if (dead) {
     // Announced once per transition; this retries one whose notification never got through.
     await options.notifier?.notifyReauth(manager.store, name).catch(() => {});

@@ -15,11 +15,11 @@ import { type Clock, timeoutSignal } from "../core/clock.js";
 import { ConfigError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
+import { reauthErrorFromRecord } from "../manager/reauth.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import { assertSecureUrl, type FetchLike } from "../oauth/http.js";
 import type { Store } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
-import { reauthErrorFromState } from "./auth-fetch.js";
 import { knownRefreshTokenExpiry } from "./preflight.js";
 import { type SkipRecord, skippedRecord, skipRecordJson } from "./skip-record.js";
 
@@ -82,7 +82,7 @@ export class Notifier {
   notifyReauth(store: Store, name: string): Promise<NotifyOutcome> {
     return this.#track(
       this.#claimAndSend(store, name, "reauth_required", (r) => {
-        const dead = reauthErrorFromState(r);
+        const dead = reauthErrorFromRecord(r);
         if (!dead) return undefined;
         // Once per transition: a mark at or after `since` means this transition was announced.
         if (r.state.notifiedAt !== undefined && r.state.notifiedAt >= dead.fields.since) return "already";
@@ -99,7 +99,7 @@ export class Notifier {
     return this.#track(
       this.#claimAndSend(store, name, "refresh_token_expiring", (r) => {
         const expiry = knownRefreshTokenExpiry(r);
-        if (expiry === null || reauthErrorFromState(r)) return undefined;
+        if (expiry === null || reauthErrorFromRecord(r)) return undefined;
         const now = this.#options.clock.now();
         if (expiry - now > warnBeforeMs) return undefined;
         if (r.state.expiryWarnedAt !== undefined && r.state.expiryWarnedAt >= expiry - warnBeforeMs)

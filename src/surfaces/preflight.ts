@@ -12,9 +12,14 @@
 import { formatDuration } from "../core/duration.js";
 import { EXIT, exitCodeFor, NotFoundError, type TokenkeeperError } from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
-import { DEFAULT_REFRESH_AHEAD_MS, expiryMarginMs, reauthAction } from "../manager/refresh-policy.js";
+import { reauthErrorFromRecord } from "../manager/reauth.js";
+import {
+  achievableMinTtlMs,
+  DEFAULT_REFRESH_AHEAD_MS,
+  expiryMarginMs,
+  reauthAction,
+} from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
-import { achievableMinTtlMs, liveAccessToken, reauthErrorFromState } from "./auth-fetch.js";
 import {
   degradedRecord,
   READY_REASONS,
@@ -84,7 +89,7 @@ export async function preflight(
   });
 
   // 1. Already waiting for a human: no network call can fix it.
-  const dead = reauthErrorFromState(record);
+  const dead = reauthErrorFromRecord(record);
   if (dead) return skippedRecord(name, dead, times(record));
 
   // 2. A refresh token that ends during the run cannot be refreshed past its end (absolute).
@@ -148,7 +153,7 @@ export async function preflight(
   // 5. The refresh path is proven: make sure the access token itself is fresh.
   try {
     const aheadMs = record.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
-    await liveAccessToken(manager, name, {
+    await manager.getAccessToken(name, {
       minTtlMs: achievableMinTtlMs(record.tokens, minTtlMs, aheadMs),
       ...signal,
     });

@@ -40,11 +40,10 @@ import {
 } from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import type { FetchLike } from "../oauth/http.js";
-import { liveAccessToken } from "./auth-fetch.js";
+import { createAuthFetch } from "./auth-fetch.js";
 import type { Notifier } from "./notify.js";
 import { knownRefreshTokenExpiry } from "./preflight.js";
 import { describeProblem, errorResponse, lossError, PROXY_ERROR, type RequestId } from "./proxy-errors.js";
-import { proxyAuthFetch } from "./proxy-fetch.js";
 import { PendingRequests } from "./proxy-pending.js";
 import { type TransportChoice, Upstream } from "./proxy-upstream.js";
 import { type SkipRecord, skippedRecord } from "./skip-record.js";
@@ -368,7 +367,7 @@ class StdioProxy {
       }
       // Not just a token: liveAccessToken also says when the store marks the grant dead (a
       // token the server rejected can still look fresh).
-      await liveAccessToken(this.#manager, this.#target.connector);
+      await this.#manager.getAccessToken(this.#target.connector);
     } catch (error) {
       const typed = this.#typed(error);
       if (typed.code === "transient" || typed.code === "store_unavailable" || typed.code === "lock_timeout") {
@@ -409,7 +408,7 @@ class StdioProxy {
 
   #newUpstream(target: ResolvedTarget): Upstream {
     const o = this.#o;
-    const authFetch = proxyAuthFetch(this.#manager, target.connector, o.fetch ? { fetch: o.fetch } : {});
+    const authFetch = createAuthFetch(this.#manager, target.connector, o.fetch ? { fetch: o.fetch } : {});
     return new Upstream({
       url: new URL(target.url),
       transport: o.transport ?? "auto",
@@ -494,7 +493,7 @@ class StdioProxy {
   #refreshAhead(): void {
     if (!this.#target || this.#state.kind !== "ready") return;
     if (!this.#active && this.#pending.size === 0) return; // idle: no timers until the next message
-    liveAccessToken(this.#manager, this.#target.connector).then(
+    this.#manager.getAccessToken(this.#target.connector).then(
       () => {
         if (!this.#refreshTimer) this.#armRefreshAhead();
       },

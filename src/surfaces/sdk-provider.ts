@@ -34,7 +34,7 @@ import type { TokenManager } from "../manager/token-manager.js";
 import type { FetchLike } from "../oauth/http.js";
 import { tokenSetFromResponse } from "../oauth/token-response.js";
 import { updateRecord } from "../store/update.js";
-import { createAuthFetch, liveAccessToken } from "./auth-fetch.js";
+import { createAuthFetch } from "./auth-fetch.js";
 
 export interface SdkProviderOptions {
   /**
@@ -137,8 +137,7 @@ export class TokenkeeperOAuthProvider implements OAuthClientProvider {
 
   /** An access token fresh by Tokenkeeper's policy. Throws ReauthRequiredError when a human is needed. */
   async tokens(): Promise<OAuthTokens> {
-    const token = await liveAccessToken(
-      this.manager,
+    const token = await this.manager.getAccessToken(
       this.connector,
       this.#options.minTtlMs ? { minTtlMs: this.#options.minTtlMs } : {},
     );

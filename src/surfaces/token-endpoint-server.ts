@@ -29,9 +29,9 @@ import {
   TokenkeeperError,
   TransientError,
 } from "../core/errors.js";
+import { achievableMinTtlMs } from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import type { FetchLike } from "../oauth/http.js";
-import { achievableMinTtlMs, liveAccessToken } from "./auth-fetch.js";
 import { knownRefreshTokenExpiry } from "./preflight.js";
 import { type SkipRecord, skippedRecord } from "./skip-record.js";
 
@@ -120,7 +120,7 @@ export async function startTokenEndpoint(options: TokenEndpointOptions): Promise
     const timeout = timeoutSignal(clock, tokenTimeoutMs, gone.signal);
     try {
       const cached = manager.cached(name)?.record;
-      const token = await liveAccessToken(manager, name, {
+      const token = await manager.getAccessToken(name, {
         minTtlMs: achievableMinTtlMs(cached?.tokens, minTtlMs, cached?.settings.refreshAheadMs),
         signal: timeout.signal,
       });

@@ -12,7 +12,7 @@ import { Secret } from "../../src/core/secret.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { updateRecord } from "../../src/store/update.js";
-import { createAuthFetch, liveAccessToken } from "../../src/surfaces/auth-fetch.js";
+import { createAuthFetch } from "../../src/surfaces/auth-fetch.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
 
@@ -217,7 +217,7 @@ describe("createAuthFetch", () => {
     const requests = bed.as.counters.tokenRequests;
     for (const attempt of [
       () => manager.getAccessToken("dead-early"),
-      () => liveAccessToken(manager, "dead-early"),
+      () => manager.getAccessToken("dead-early"),
     ]) {
       const error = await attempt().then(
         () => undefined,

@@ -11,7 +11,7 @@
 import { formatDuration } from "../../core/duration.js";
 import { ConfigError, EXIT } from "../../core/errors.js";
 import { assertConnectorName } from "../../core/record.js";
-import { achievableMinTtlMs, liveAccessToken } from "../../surfaces/auth-fetch.js";
+import { achievableMinTtlMs } from "../../manager/refresh-policy.js";
 import { fetchRunToken, runEndpointFromEnv } from "../../surfaces/token-endpoint-server.js";
 import type { CliContext, Command } from "../context.js";
 import { durationFlag, openUnattended, parseFlags, SHARED_OPTIONS, sharedOptionsHelp } from "./ensure.js";
@@ -67,7 +67,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
         `tokenkeeper: warning: "${name}" gets ${formatDuration(lifetime)} tokens from its server; --min-ttl ${formatDuration(minTtlMs)} lowered to ${formatDuration(effective)}\n`,
       );
     }
-    const token = await liveAccessToken(session.manager, name, { minTtlMs: effective, signal: ctx.signal });
+    const token = await session.manager.getAccessToken(name, { minTtlMs: effective, signal: ctx.signal });
     ctx.stdout.write(`${token.token.reveal()}\n`);
     return EXIT.ok;
   } finally {
