@@ -26,7 +26,8 @@ import type { TokenkeeperEvent } from "../src/manager/events.js";
 import { TokenManager } from "../src/manager/token-manager.js";
 import { login } from "../src/oauth/login.js";
 import { FileStore } from "../src/store/file-store.js";
-import { createAuthFetch } from "../src/surfaces/auth-fetch.js";
+import { preflight } from "../src/surfaces/preflight.js";
+import { tokenkeeperTransportOptions } from "../src/surfaces/sdk-provider.js";
 import { describeRecord, skippedRecord } from "../src/surfaces/skip-record.js";
 import { startTestBed } from "../test/bed/index.js";
 
@@ -78,8 +79,14 @@ async function main(): Promise<number> {
 
     // -- 2. the unattended job ---------------------------------------------------------------
     const manager = new TokenManager({ store, onEvent: (e) => report(e) });
+    // What `tokenkeeper ensure --min-ttl …` does before a scheduled job: is the refresh path alive?
+    const ready = await preflight(manager, "demo", { minTtlMs: 2_000 });
+    say(`preflight (ensure): ${describeRecord(ready)}`);
+    // An MCP SDK client whose OAuthClientProvider is Tokenkeeper: it never opens a browser.
     const client = new Client({ name: "tokenkeeper-demo-job", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(bed.mcpUrl), { fetch: createAuthFetch(manager, "demo") }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(bed.mcpUrl), tokenkeeperTransportOptions(manager, "demo")),
+    );
     say(`unattended job: calling the "echo" tool every 2s for ${seconds}s…`);
     let calls = 0;
     let failures = 0;
@@ -90,7 +97,9 @@ async function main(): Promise<number> {
         const result = await client.callTool({ name: "echo", arguments: { text: `call ${calls}` } });
         const text = (result.content as { type: string; text?: string }[])[0]?.text;
         const left = manager.cached("demo")?.record.tokens?.expiresAt;
-        say(`call #${calls} → ${JSON.stringify(text)} (token valid ${formatDuration((left ?? Date.now()) - Date.now())} more)`);
+        say(
+          `call #${calls} → ${JSON.stringify(text)} (token valid ${formatDuration((left ?? Date.now()) - Date.now())} more)`,
+        );
       } catch (error) {
         failures++;
         say(`call #${calls} FAILED: ${error instanceof Error ? error.message : String(error)}`);
@@ -121,12 +130,17 @@ async function main(): Promise<number> {
         const cause = findReauth(error);
         const skip = skippedRecord("demo", cause ?? error, { now: Date.now() });
         say(`the job is told: ${describeRecord(skip)}`);
-        say(`(${Date.now() - t0} ms after the revocation; ${bed.as.counters.tokenRequests - before} token request(s) in all — no retry storm)`);
+        say(
+          `(${Date.now() - t0} ms after the revocation; ${bed.as.counters.tokenRequests - before} token request(s) in all — no retry storm)`,
+        );
         console.log(JSON.stringify(skip, null, 2));
         if (!cause) exitCode = 1;
         skipShown = true;
       }
     }
+    // And the preflight of the next scheduled run: it is not started at all (exit 77).
+    const next = await preflight(manager, "demo", { minTtlMs: 2_000 });
+    say(`next run's preflight: status ${next.status}, exit code ${next.exit_code} — the job would not start`);
     if (!skipShown) {
       say("unexpected: the revocation was never reported");
       exitCode = 1;
@@ -139,14 +153,20 @@ async function main(): Promise<number> {
     await bed.close();
     await rm(home, { recursive: true, force: true });
   }
-  say(exitCode === 0 ? "demo finished: every call succeeded until the revocation, which was reported loudly." : "demo finished with problems.");
+  say(
+    exitCode === 0
+      ? "demo finished: every call succeeded until the revocation, which was reported loudly."
+      : "demo finished with problems.",
+  );
   return exitCode;
 }
 
 function report(e: TokenkeeperEvent): void {
   switch (e.type) {
     case "refreshed":
-      say(`  ↻ refreshed ahead of expiry in ${e.durationMs} ms (refresh #${e.refreshCount}); new token valid ${formatDuration((e.expiresAt ?? e.at) - e.at)}`);
+      say(
+        `  ↻ refreshed ahead of expiry in ${e.durationMs} ms (refresh #${e.refreshCount}); new token valid ${formatDuration((e.expiresAt ?? e.at) - e.at)}`,
+      );
       break;
     case "rotated":
       say(`  ⟳ refresh token rotated (rotation #${e.rotationCount}) — saved durably before use`);
