@@ -4,11 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { fileURLToPath } from "node:url";
-import type { CliContext } from "../../src/cli/context.js";
-import { main } from "../../src/cli/main.js";
 import { systemClock } from "../../src/core/clock.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { Store } from "../../src/store/types.js";
+import { runCliInProcess } from "../support/run-cli.js";
 
 export const AGENT = fileURLToPath(new URL("../support/browser-agent.ts", import.meta.url));
 /** A $BROWSER that completes the authorization by following redirects, as a separate process. */
@@ -63,27 +62,17 @@ export async function makeCli(baseEnv: NodeJS.ProcessEnv = {}): Promise<Cli> {
     home,
     env,
     async run(argv, extraEnv = {}, options = {}) {
-      const stdout = new PassThrough();
-      const stderr = new PassThrough();
-      let out = "";
-      let err = "";
-      stdout.on("data", (c) => {
-        out += c;
-      });
-      stderr.on("data", (c) => {
-        err += c;
-        options.onStderr?.(err);
-      });
-      const ctx: CliContext = {
+      const {
+        code,
+        stdout: out,
+        stderr: err,
+      } = await runCliInProcess(argv, {
         env: { ...env, ...extraEnv },
-        stdout,
-        stderr,
         stdin: terminalInput(options.typed),
-        clock: systemClock,
-        signal: options.signal ?? new AbortController().signal,
         interactive: options.interactive ?? false,
-      };
-      const code = await main(argv, ctx);
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onStderr ? { onStderr: options.onStderr } : {}),
+      });
       let json: Record<string, unknown> | undefined;
       try {
         json = JSON.parse(out.trim().split("\n").pop() ?? "");

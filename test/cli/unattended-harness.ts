@@ -9,16 +9,14 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { CliContext } from "../../src/cli/context.js";
-import { main } from "../../src/cli/main.js";
 import { type Clock, systemClock } from "../../src/core/clock.js";
 import type { ConnectorSettings } from "../../src/core/record.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { Store } from "../../src/store/types.js";
 import { startTestBed, type TestBed, type TestBedOptions } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
+import { runCliInProcess } from "../support/run-cli.js";
 
 export const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 /** How a child process runs the CLI (no build step). */
@@ -68,27 +66,12 @@ export async function startHarness(bedOptions: TestBedOptions = {}): Promise<Har
       await connectTestBed(bed, store, name, options);
     },
     async cli(argv, options = {}) {
-      const stdout = new PassThrough();
-      const stderr = new PassThrough();
-      let out = "";
-      let err = "";
-      stdout.on("data", (c) => {
-        out += c;
-      });
-      stderr.on("data", (c) => {
-        err += c;
-      });
-      const ctx: CliContext = {
+      const result = await runCliInProcess(argv, {
         env: { ...env, ...options.env },
-        stdout,
-        stderr,
-        stdin: new PassThrough(),
-        clock: options.clock ?? systemClock,
-        signal: options.signal ?? new AbortController().signal,
-        interactive: false,
-      };
-      const code = await main(argv, ctx);
-      return { code, stdout: out, stderr: err, lines: jsonLines(out) };
+        ...(options.clock ? { clock: options.clock } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      return { ...result, lines: jsonLines(result.stdout) };
     },
     spawnCli(argv, options = {}) {
       const child = spawn(CLI[0], [...CLI.slice(1), ...argv], {
