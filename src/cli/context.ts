@@ -26,6 +26,10 @@ export interface Command {
   name: string;
   summary: string;
   usage: string;
-  /** Returns the process exit code. Throws TokenkeeperError for mapped failures. */
+  /**
+   * Returns the process exit code. Throws TokenkeeperError for mapped failures. Commands are
+   * declared through interactiveCommand or scheduledCommand (args.ts), which answer a bad
+   * command line by the command's audience.
+   */
   run(args: string[], ctx: CliContext): Promise<number>;
 }

@@ -16,17 +16,15 @@ import { type SkipRecord, skipRecordJson } from "../surfaces/skip-record.js";
 
 export class EventsLog {
   #fd: number | undefined;
-  readonly path: string;
 
-  private constructor(path: string, fd: number) {
-    this.path = path;
+  private constructor(fd: number) {
     this.#fd = fd;
   }
 
   /** Opens (creating, 0600) for appending. A bad path is a configuration error (exit 78). */
   static open(path: string): EventsLog {
     try {
-      return new EventsLog(path, openSync(path, "a", 0o600));
+      return new EventsLog(openSync(path, "a", 0o600));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? "error";
       throw new ConfigError(`cannot open the events file ${path} for appending (${code})`);

@@ -1,7 +1,4 @@
-/**
- * Shared plumbing for commands: opening the store named by --store / TOKENKEEPER_STORE,
- * and building a token manager whose events are written as JSON lines.
- */
+/** The store a command works on: the one named by --store, else TOKENKEEPER_STORE, else the file store in the state directory. */
 import { openStore } from "../store/open-store.js";
 import type { Store } from "../store/types.js";
 import type { CliContext } from "./context.js";

@@ -2,7 +2,6 @@
  * `tokenkeeper doctor <mcp-server-url>`: runs discovery step by step without registering,
  * storing or authorizing anything, and prints a checklist with a fix for each failure.
  */
-import { parseArgs } from "node:util";
 import { EXIT, isTokenkeeperError } from "../../core/errors.js";
 import {
   type AuthorizationServerResult,
@@ -19,7 +18,8 @@ import {
   type Trace,
 } from "../../oauth/discovery.js";
 import { describeUrl } from "../../oauth/http.js";
-import type { CliContext, Command } from "../context.js";
+import { interactiveCommand, parseFlags, UsageError } from "../args.js";
+import type { CliContext } from "../context.js";
 import { writeJson } from "../output.js";
 
 const USAGE = `Usage: tokenkeeper doctor <mcp-server-url> [--authorization-server URL] [--json]
@@ -49,51 +49,39 @@ export interface DoctorReport {
   trace: Trace;
 }
 
-export const doctorCommand: Command = {
+export const doctorCommand = interactiveCommand({
   name: "doctor",
   summary: "check an MCP server's authorization setup, with a fix for each problem",
   usage: USAGE,
   async run(args, ctx) {
-    let values: { json?: boolean; "authorization-server"?: string };
-    let positionals: string[];
-    try {
-      ({ values, positionals } = parseArgs({
-        args,
-        allowPositionals: true,
-        strict: true,
-        options: { json: { type: "boolean" }, "authorization-server": { type: "string" } },
-      }));
-    } catch (error) {
-      ctx.stderr.write(
-        `tokenkeeper doctor: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}\n`,
-      );
-      return EXIT.usage;
-    }
-    if (positionals.length !== 1) {
-      ctx.stderr.write(`tokenkeeper doctor: give exactly one <mcp-server-url>\n\n${USAGE}\n`);
-      return EXIT.usage;
-    }
+    const { values, positionals } = parseFlags(args, {
+      json: { type: "boolean" },
+      "authorization-server": { type: "string" },
+    });
+    if (positionals.length !== 1) throw new UsageError("give exactly one <mcp-server-url>");
     const report = await diagnose(positionals[0]!, depsFrom(ctx), values["authorization-server"]);
     if (values.json) writeJson(ctx, report);
     else ctx.stdout.write(renderReport(report));
     return report.ok ? EXIT.ok : EXIT.failure;
   },
-};
+});
 
 function depsFrom(ctx: CliContext): DiscoveryDeps {
   return { clock: ctx.clock, signal: ctx.signal, ...(ctx.fetch ? { fetch: ctx.fetch } : {}) };
 }
 
 function explain(error: unknown): string {
-  return isTokenkeeperError(error) || error instanceof Error ? error.message : String(error);
+  return error instanceof Error ? error.message : String(error);
 }
 
 function problemOf(error: unknown): string | undefined {
   return isTokenkeeperError(error) ? ((error.fields.problem as string | undefined) ?? error.code) : undefined;
 }
 
+type Step = "reachable" | "prm" | "as_metadata";
+
 /** The fix for a failed discovery step, by the error's stable problem word. */
-function fixFor(error: unknown, step: "reachable" | "prm" | "as" | "as_metadata"): string {
+function fixFor(error: unknown, step: Step): string {
   const problem = problemOf(error);
   switch (problem) {
     case "transient":
@@ -127,6 +115,11 @@ function fixFor(error: unknown, step: "reachable" | "prm" | "as" | "as_metadata"
   }
 }
 
+/** The check for a discovery step that threw: failed, with the error as its detail and its fix. */
+function failedCheck(id: string, title: string, error: unknown, step: Step): Check {
+  return { id, title, status: "fail", detail: explain(error), fix: fixFor(error, step) };
+}
+
 export async function diagnose(
   input: string,
   deps: DiscoveryDeps,
@@ -151,13 +144,7 @@ export async function diagnose(
   try {
     url = canonicalServerUri(input);
   } catch (error) {
-    checks.push({
-      id: "reachable",
-      title: "server reachable",
-      status: "fail",
-      detail: explain(error),
-      fix: fixFor(error, "reachable"),
-    });
+    checks.push(failedCheck("reachable", "server reachable", error, "reachable"));
     return skipRest("challenge", input);
   }
 
@@ -172,13 +159,7 @@ export async function diagnose(
       detail: `answered ${probe.status} to an unauthenticated initialize`,
     });
   } catch (error) {
-    checks.push({
-      id: "reachable",
-      title: "server reachable",
-      status: "fail",
-      detail: explain(error),
-      fix: fixFor(error, "reachable"),
-    });
+    checks.push(failedCheck("reachable", "server reachable", error, "reachable"));
     return skipRest("challenge", url);
   }
   const challenge = probe.challenge;
@@ -231,13 +212,7 @@ export async function diagnose(
       detail: `${describeUrl(prm.url)}: resource ${prm.metadata.resource}, authorization servers ${(prm.metadata.authorization_servers ?? []).join(", ") || "(none)"}`,
     });
   } catch (error) {
-    checks.push({
-      id: "resource_metadata",
-      title: "protected resource metadata valid",
-      status: "fail",
-      detail: explain(error),
-      fix: fixFor(error, "prm"),
-    });
+    checks.push(failedCheck("resource_metadata", "protected resource metadata valid", error, "prm"));
     return skipRest("authorization_server", url);
   }
 
@@ -253,13 +228,14 @@ export async function diagnose(
       detail: `${describeUrl(as.url)} (${as.kind === "oauth" ? "RFC 8414" : "OpenID discovery"}), issuer ${as.issuer}, all endpoints HTTPS or loopback`,
     });
   } catch (error) {
-    checks.push({
-      id: "authorization_server",
-      title: "authorization server metadata valid, issuer consistent",
-      status: "fail",
-      detail: explain(error),
-      fix: fixFor(error, "as_metadata"),
-    });
+    checks.push(
+      failedCheck(
+        "authorization_server",
+        "authorization server metadata valid, issuer consistent",
+        error,
+        "as_metadata",
+      ),
+    );
     const r = skipRest("pkce", url);
     r.resourceMetadataUrl = prm.url;
     return r;

@@ -16,15 +16,9 @@ import {
   runKeepalive,
 } from "../../surfaces/keepalive.js";
 import { combinedExitCode, type SkipRecord } from "../../surfaces/skip-record.js";
-import type { CliContext, Command } from "../context.js";
-import {
-  durationFlag,
-  openUnattended,
-  parseFlags,
-  SHARED_OPTIONS,
-  sharedOptionsHelp,
-  writeRecords,
-} from "./ensure.js";
+import { durationFlag, parseFlags, scheduledCommand } from "../args.js";
+import type { CliContext } from "../context.js";
+import { openUnattended, UNATTENDED_HELP, UNATTENDED_OPTIONS, writeRecords } from "../unattended.js";
 
 const USAGE = `Usage: tokenkeeper keepalive [NAME…] [--once] [--interval DURATION] [options]
 
@@ -40,26 +34,26 @@ Keeps idle connectors alive (default: every connector in the store):
   --idle DURATION         refresh connectors idle this long
   --warn-before DURATION  warn this long before a refresh token's known expiry
   --json                  one skip record per connector and pass on stdout
-${sharedOptionsHelp()}
+${UNATTENDED_HELP}
 
 Exit codes with --once: 0 all usable, 75 transient, 77 a human must re-authorize, 78 configuration.
 As a service: 0 after SIGTERM/SIGINT.`;
 
-export const keepaliveCommand: Command = {
+export const keepaliveCommand = scheduledCommand({
   name: "keepalive",
   summary: "refresh idle connectors and warn before refresh tokens expire (cron, systemd, or service)",
   usage: USAGE,
   run,
-};
+});
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags("keepalive", args, {
+  const { values, positionals } = parseFlags(args, {
     once: { type: "boolean" },
     interval: { type: "string" },
     idle: { type: "string" },
     "warn-before": { type: "string" },
     json: { type: "boolean" },
-    ...SHARED_OPTIONS,
+    ...UNATTENDED_OPTIONS,
   });
   const intervalMs = durationFlag(
     "--interval",

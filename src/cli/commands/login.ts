@@ -3,7 +3,6 @@
  * the device code) goes to stderr; the summary to stdout, or as one JSON object with --json.
  * No token, code, verifier or secret is ever printed.
  */
-import { parseArgs } from "node:util";
 import { formatDuration, parseDuration } from "../../core/duration.js";
 import { ConfigError, EXIT, TokenkeeperError } from "../../core/errors.js";
 import { Secret } from "../../core/secret.js";
@@ -11,7 +10,8 @@ import type { DevicePrompt } from "../../oauth/device-login.js";
 import { type LoginRequest, type LoginSummary, login } from "../../oauth/login.js";
 import { openBrowser } from "../../oauth/open-browser.js";
 import type { LoginFlow } from "../../oauth/registration.js";
-import type { CliContext, Command } from "../context.js";
+import { interactiveCommand, parseFlags, UsageError } from "../args.js";
+import type { CliContext } from "../context.js";
 import { writeJson, writeLine } from "../output.js";
 import { openCliStore } from "../runtime.js";
 
@@ -43,39 +43,41 @@ The authorization URL is always printed; it is opened with $BROWSER when set, el
 system's opener. Exit codes: 0 logged in, 64 usage, 75 try later, 76 server protocol error,
 78 login refused or misconfigured.`;
 
-export const loginCommand: Command = {
+export const loginCommand = interactiveCommand({
   name: "login",
   summary: "authorize a connector for an MCP server (the one human step)",
   usage: USAGE,
   run,
-};
-
-function usageError(ctx: CliContext, message: string): number {
-  ctx.stderr.write(`tokenkeeper login: ${message}\n\n${USAGE}\n`);
-  return EXIT.usage;
-}
+});
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
   if (args.some((a) => a === "--client-secret" || a.startsWith("--client-secret="))) {
-    return usageError(
-      ctx,
+    throw new UsageError(
       "a client secret is never taken on the command line (shell history, ps); put it in an environment variable and pass --client-secret-env VAR",
     );
   }
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    return usageError(ctx, error instanceof Error ? error.message : String(error));
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseFlags(args, {
+    name: { type: "string" },
+    scope: { type: "string" },
+    browser: { type: "boolean" },
+    device: { type: "boolean" },
+    "client-credentials": { type: "boolean" },
+    "client-id": { type: "string" },
+    "client-secret-env": { type: "string" },
+    "client-metadata-url": { type: "string" },
+    "authorization-server": { type: "string" },
+    "callback-port": { type: "string" },
+    "no-browser": { type: "boolean" },
+    timeout: { type: "string" },
+    store: { type: "string" },
+    json: { type: "boolean" },
+  });
   if (positionals.length !== 1)
-    return usageError(
-      ctx,
+    throw new UsageError(
       positionals.length === 0 ? "missing <mcp-server-url>" : "give exactly one <mcp-server-url>",
     );
   if ([values.device, values["client-credentials"], values.browser].filter(Boolean).length > 1) {
-    return usageError(ctx, "--browser, --device and --client-credentials are different flows; choose one");
+    throw new UsageError("--browser, --device and --client-credentials are different flows; choose one");
   }
   // No flag: login again the way the connector was logged in (browser for a new one).
   const flow: LoginFlow | undefined = values.device
@@ -91,15 +93,15 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     try {
       timeoutMs = parseDuration(values.timeout);
     } catch (error) {
-      return usageError(ctx, `--timeout: ${error instanceof Error ? error.message : String(error)}`);
+      throw new UsageError(`--timeout: ${(error as Error).message}`);
     }
-    if (timeoutMs <= 0) return usageError(ctx, "--timeout must be positive");
+    if (timeoutMs <= 0) throw new UsageError("--timeout must be positive");
   }
   let callbackPort: number | undefined;
   if (values["callback-port"] !== undefined) {
     callbackPort = Number(values["callback-port"]);
     if (!Number.isInteger(callbackPort) || callbackPort < 1 || callbackPort > 65535)
-      return usageError(ctx, "--callback-port must be a port number (1-65535)");
+      throw new UsageError("--callback-port must be a port number (1-65535)");
   }
   const json = Boolean(values.json);
 
@@ -107,7 +109,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   if (values["client-id"] !== undefined) {
     clientSecret = await readClientSecret(ctx, values["client-id"], values["client-secret-env"]);
   } else if (values["client-secret-env"] !== undefined) {
-    return usageError(ctx, "--client-secret-env only makes sense with --client-id");
+    throw new UsageError("--client-secret-env only makes sense with --client-id");
   }
 
   const request: LoginRequest = {
@@ -174,30 +176,6 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   } finally {
     await store.close();
   }
-}
-
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      name: { type: "string" },
-      scope: { type: "string" },
-      browser: { type: "boolean" },
-      device: { type: "boolean" },
-      "client-credentials": { type: "boolean" },
-      "client-id": { type: "string" },
-      "client-secret-env": { type: "string" },
-      "client-metadata-url": { type: "string" },
-      "authorization-server": { type: "string" },
-      "callback-port": { type: "string" },
-      "no-browser": { type: "boolean" },
-      timeout: { type: "string" },
-      store: { type: "string" },
-      json: { type: "boolean" },
-    },
-  });
 }
 
 function remoteHint(url: string): string {

@@ -3,11 +3,11 @@
  * (RFC 7009), then removes the connector. The refresh lock is held throughout, so no refresh
  * can rotate the refresh token between its revocation and the removal.
  */
-import { parseArgs } from "node:util";
 import { ConflictError, EXIT, NotFoundError } from "../../core/errors.js";
 import { assertConnectorName } from "../../core/record.js";
 import { grantRevoked, type RevocationOutcome, revokeGrant } from "../../oauth/revocation.js";
-import type { CliContext, Command } from "../context.js";
+import { interactiveCommand, parseFlags, UsageError } from "../args.js";
+import type { CliContext } from "../context.js";
 import { writeJson, writeLine } from "../output.js";
 import { openCliStore } from "../runtime.js";
 
@@ -21,33 +21,20 @@ Exit codes: 0 removed, 64 usage, 75 busy (another process holds the connector's 
 const LOCK_LEASE_MS = 60_000;
 const LOCK_WAIT_MS = 15_000;
 
-export const logoutCommand: Command = {
+export const logoutCommand = interactiveCommand({
   name: "logout",
   summary: "remove a connector, optionally revoking its grant at the server",
   usage: USAGE,
   run,
-};
+});
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
-  let values: { revoke?: boolean; store?: string; json?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: { revoke: { type: "boolean" }, store: { type: "string" }, json: { type: "boolean" } },
-    }));
-  } catch (error) {
-    ctx.stderr.write(
-      `tokenkeeper logout: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}\n`,
-    );
-    return EXIT.usage;
-  }
-  if (positionals.length !== 1) {
-    ctx.stderr.write(`tokenkeeper logout: give exactly one connector NAME\n\n${USAGE}\n`);
-    return EXIT.usage;
-  }
+  const { values, positionals } = parseFlags(args, {
+    revoke: { type: "boolean" },
+    store: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length !== 1) throw new UsageError("give exactly one connector NAME");
   const name = positionals[0]!;
   assertConnectorName(name);
 

@@ -5,7 +5,6 @@
  * client configuration that launches it instead.
  */
 import { Readable } from "node:stream";
-import { parseArgs } from "node:util";
 import {
   ConfigError,
   EXIT,
@@ -24,10 +23,11 @@ import {
   type SnippetInput,
 } from "../../surfaces/proxy-config.js";
 import { skipRecordJson } from "../../surfaces/skip-record.js";
-import type { CliContext, Command } from "../context.js";
+import { interactiveCommand, type ParsedFlags, parseFlags, UsageError } from "../args.js";
+import type { CliContext } from "../context.js";
 import { writeJson, writeLine } from "../output.js";
 import { openCliStore } from "../runtime.js";
-import { openUnattended, SHARED_OPTIONS, sharedOptionsHelp } from "./ensure.js";
+import { openUnattended, UNATTENDED_HELP, UNATTENDED_OPTIONS } from "../unattended.js";
 import { loginCommand } from "./login.js";
 
 const TRANSPORTS: readonly TransportChoice[] = ["auto", "streamable-http", "sse"];
@@ -49,40 +49,30 @@ Options:
   --print-config         print the configuration that runs this proxy, and exit
   --client C             with --print-config: claude-desktop | claude-code | cursor (default: all)
   --json                 with --print-config: print the snippets as JSON
-${sharedOptionsHelp()}
+${UNATTENDED_HELP}
 
 Exit codes: 0 after the client closed stdin or on SIGTERM, 64 usage, 77 ended while waiting
 for a re-authorization, 78 no such connector.`;
 
-export const proxyCommand: Command = {
+export const proxyCommand = interactiveCommand({
   name: "proxy",
   summary: "stdio MCP server that relays to a remote server with fresh tokens (replaces mcp-remote)",
   usage: USAGE,
   run,
-};
+});
 
-function usageError(ctx: CliContext, message: string): number {
-  ctx.stderr.write(`tokenkeeper proxy: ${message}\n\n${USAGE}\n`);
-  return EXIT.usage;
-}
+const OPTIONS = {
+  transport: { type: "string" },
+  header: { type: "string", multiple: true },
+  interactive: { type: "boolean" },
+  verbose: { type: "boolean" },
+  "print-config": { type: "boolean" },
+  client: { type: "string" },
+  json: { type: "boolean" },
+  ...UNATTENDED_OPTIONS,
+} as const;
 
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      transport: { type: "string" },
-      header: { type: "string", multiple: true },
-      interactive: { type: "boolean" },
-      verbose: { type: "boolean" },
-      "print-config": { type: "boolean" },
-      client: { type: "string" },
-      json: { type: "boolean" },
-      ...SHARED_OPTIONS,
-    },
-  });
-}
+type ProxyFlags = ParsedFlags<typeof OPTIONS>["values"];
 
 /** Headers the proxy must not let a flag override: the token, and what the transport manages. */
 const RESERVED_HEADERS = new Set([
@@ -114,30 +104,25 @@ export function parseHeaders(values: readonly string[]): Record<string, string> 
 }
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    return usageError(ctx, error instanceof Error ? error.message : String(error));
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseFlags(args, OPTIONS);
   if (positionals.length !== 1)
-    return usageError(ctx, positionals.length === 0 ? "missing <NAME|URL>" : "give exactly one <NAME|URL>");
+    throw new UsageError(positionals.length === 0 ? "missing <NAME|URL>" : "give exactly one <NAME|URL>");
   const target = positionals[0]!;
   const transport = (values.transport ?? "auto") as TransportChoice;
   if (!TRANSPORTS.includes(transport))
-    return usageError(ctx, `--transport must be one of ${TRANSPORTS.join(", ")}`);
+    throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}`);
   let headers: Record<string, string>;
   try {
     headers = parseHeaders(values.header ?? []);
   } catch (error) {
-    return usageError(ctx, error instanceof Error ? error.message : String(error));
+    // A bad --header is a bad command line: answered with the usage, like any other flag.
+    throw new UsageError((error as Error).message);
   }
   if (values.client !== undefined && !CLIENT_KINDS.includes(values.client as ClientKind)) {
-    return usageError(ctx, `--client must be one of ${CLIENT_KINDS.join(", ")}`);
+    throw new UsageError(`--client must be one of ${CLIENT_KINDS.join(", ")}`);
   }
   if (!values["print-config"] && (values.client !== undefined || values.json)) {
-    return usageError(ctx, "--client and --json go with --print-config");
+    throw new UsageError("--client and --json go with --print-config");
   }
 
   const now = () => ctx.clock.now();
@@ -196,7 +181,7 @@ async function serve(
   opts: {
     transport: TransportChoice;
     headers: Record<string, string>;
-    values: ReturnType<typeof parse>["values"];
+    values: ProxyFlags;
   },
 ): Promise<number> {
   const { values } = opts;
@@ -269,7 +254,7 @@ async function printConfig(
   store: Store,
   resolve: () => Promise<Resolved>,
   target: string,
-  values: ReturnType<typeof parse>["values"],
+  values: ProxyFlags,
   transport: TransportChoice,
 ): Promise<number> {
   // A name that resolves is written as the name (stable across URL changes); a URL with no

@@ -14,15 +14,9 @@ import { appendFileSync } from "node:fs";
 import { ConfigError } from "../../core/errors.js";
 import { superviseRun } from "../../surfaces/run-supervisor.js";
 import { describeRecord, type SkipRecord, skipRecordJson } from "../../surfaces/skip-record.js";
-import type { CliContext, Command } from "../context.js";
-import {
-  DEFAULT_MIN_TTL,
-  durationFlag,
-  openUnattended,
-  parseFlags,
-  SHARED_OPTIONS,
-  sharedOptionsHelp,
-} from "./ensure.js";
+import { durationFlag, parseFlags, scheduledCommand } from "../args.js";
+import type { CliContext } from "../context.js";
+import { DEFAULT_MIN_TTL, openUnattended, UNATTENDED_HELP, UNATTENDED_OPTIONS } from "../unattended.js";
 
 const USAGE = `Usage: tokenkeeper run [--connector NAME]… [--min-ttl DURATION] [--skip-file PATH] [options] -- COMMAND [ARGS…]
 
@@ -36,29 +30,29 @@ a token at any moment with \`tokenkeeper token NAME\`, or from the endpoint in i
   --min-ttl DURATION      how long the command runs (default ${DEFAULT_MIN_TTL})
   --skip-file PATH        also append skip records there (JSON lines)
   --kill-after DURATION   after forwarding SIGTERM, SIGKILL the command this much later (default 10s)
-${sharedOptionsHelp()}
+${UNATTENDED_HELP}
 
 Exit codes: the command's own; without starting it: 75 transient, 77 re-authorization required,
 78 configuration error.`;
 
-export const runCommand: Command = {
+export const runCommand = scheduledCommand({
   name: "run",
   summary: "run a command with fresh tokens for its whole run (preflight first)",
   usage: USAGE,
   run,
-};
+});
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
   const dashdash = args.indexOf("--");
   if (dashdash === -1 || dashdash === args.length - 1)
     throw new ConfigError("give the command after --, e.g. tokenkeeper run --connector NAME -- ./job.sh");
   const [command, ...commandArgs] = args.slice(dashdash + 1) as [string, ...string[]];
-  const { values, positionals } = parseFlags("run", args.slice(0, dashdash), {
+  const { values, positionals } = parseFlags(args.slice(0, dashdash), {
     connector: { type: "string", multiple: true },
     "min-ttl": { type: "string" },
     "skip-file": { type: "string" },
     "kill-after": { type: "string" },
-    ...SHARED_OPTIONS,
+    ...UNATTENDED_OPTIONS,
   });
   if (positionals.length > 0)
     throw new ConfigError(

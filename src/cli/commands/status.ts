@@ -8,13 +8,13 @@
  */
 
 import { formatDuration } from "../../core/duration.js";
-import { ConfigError, NotFoundError } from "../../core/errors.js";
+import { ConfigError, EXIT, NotFoundError } from "../../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../../core/record.js";
 import { scrubText } from "../../core/secret.js";
 import { knownRefreshTokenExpiry } from "../../surfaces/preflight.js";
-import type { CliContext, Command } from "../context.js";
+import { parseFlags, scheduledCommand } from "../args.js";
+import type { CliContext } from "../context.js";
 import { openCliStore } from "../runtime.js";
-import { parseFlags } from "./ensure.js";
 
 const USAGE = `Usage: tokenkeeper status [NAME] [--json] [--store URL]
 
@@ -25,12 +25,12 @@ Never contacts a server and never prints a secret.
 --json prints {"store": "…", "connectors": [ … ]} (fields in docs/unattended.md).
 Exit codes: 0 ok, 78 unknown connector or bad flags, 74 store unreadable.`;
 
-export const statusCommand: Command = {
+export const statusCommand = scheduledCommand({
   name: "status",
   summary: "show connectors' health, token lifetimes and refresh history (no secrets)",
   usage: USAGE,
   run,
-};
+});
 
 export interface ConnectorStatus {
   name: string;
@@ -61,7 +61,7 @@ export interface ConnectorStatus {
 }
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags("status", args, {
+  const { values, positionals } = parseFlags(args, {
     json: { type: "boolean" },
     store: { type: "string" },
   });
@@ -87,7 +87,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
         ctx.stdout.write("no connectors (add one with `tokenkeeper login <mcp-server-url> --name NAME`)\n");
       for (const s of statuses) ctx.stdout.write(`\n${describe(s)}\n`);
     }
-    return 0;
+    return EXIT.ok;
   } finally {
     await store.close();
   }

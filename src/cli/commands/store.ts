@@ -7,7 +7,6 @@
  */
 import { link, mkdir, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { ConfigError, EXIT, StoreKeyError } from "../../core/errors.js";
 import { atomicWrite, fsyncDirectory, tempPathFor } from "../../store/atomic-write.js";
 import { FileStore } from "../../store/file-store.js";
@@ -23,7 +22,8 @@ import { RedisStore } from "../../store/redis-store.js";
 import { generateKey, Keyring, loadKeyring, type RotationReport } from "../../store/sealing.js";
 import { defaultStateDir } from "../../store/state-dir.js";
 import type { Store } from "../../store/types.js";
-import type { CliContext, Command } from "../context.js";
+import { interactiveCommand, parseFlags, UsageError } from "../args.js";
+import type { CliContext } from "../context.js";
 import { writeJson, writeLine } from "../output.js";
 
 const USAGE = `Usage: tokenkeeper store <init|info|rotate-key|migrate> [options]
@@ -63,12 +63,12 @@ Every subcommand takes --json: one JSON object on stdout (on failure: {"error": 
 Exit codes: 0 done, 64 usage, 74 store I/O or permissions, 75 store unreachable or busy (try
 again), 78 configuration or key problem.`;
 
-export const storeCommand: Command = {
+export const storeCommand = interactiveCommand({
   name: "store",
   summary: "prepare, describe, re-key or migrate the connector store",
   usage: USAGE,
   run,
-};
+});
 
 const KEY_FILE_NAME = "store.key";
 
@@ -86,60 +86,38 @@ const COMMON = {
   json: { type: "boolean" },
 } as const;
 
-function usageError(ctx: CliContext, message: string): number {
-  ctx.stderr.write(`tokenkeeper store: ${message}\n\n${USAGE}\n`);
-  return EXIT.usage;
-}
-
 async function run(args: string[], ctx: CliContext): Promise<number> {
   const [sub, ...rest] = args;
-  try {
-    switch (sub) {
-      case "init": {
-        const { values } = parseArgs({ args: rest, strict: true, options: COMMON });
-        return await init(values, ctx);
-      }
-      case "info": {
-        const { values } = parseArgs({ args: rest, strict: true, options: COMMON });
-        return await info(values, ctx);
-      }
-      case "rotate-key": {
-        const { values } = parseArgs({
-          args: rest,
-          strict: true,
-          options: {
-            ...COMMON,
-            add: { type: "boolean" },
-            promote: { type: "string" },
-            retire: { type: "string" },
-          },
-        });
-        const steps = [values.add, values.promote, values.retire].filter((v) => v !== undefined);
-        if (steps.length > 1) return usageError(ctx, "give at most one of --add, --promote, --retire");
-        return await rotateKey(values, ctx);
-      }
-      case "migrate": {
-        const { values, positionals } = parseArgs({
-          args: rest,
-          strict: true,
-          allowPositionals: true,
-          options: { ...COMMON, from: { type: "string" }, to: { type: "string" } },
-        });
-        if (!values.from || !values.to) return usageError(ctx, "migrate needs --from URL and --to URL");
-        if (values.store) return usageError(ctx, "migrate takes --from and --to, not --store");
-        return await migrate(values.from, values.to, positionals, values, ctx);
-      }
-      case undefined:
-        return usageError(ctx, "give a subcommand");
-      default:
-        return usageError(ctx, `unknown subcommand "${sub}"`);
+  const noPositionals = { positionals: false };
+  switch (sub) {
+    case "init":
+      return init(parseFlags(rest, COMMON, noPositionals).values, ctx);
+    case "info":
+      return info(parseFlags(rest, COMMON, noPositionals).values, ctx);
+    case "rotate-key": {
+      const { values } = parseFlags(
+        rest,
+        { ...COMMON, add: { type: "boolean" }, promote: { type: "string" }, retire: { type: "string" } },
+        noPositionals,
+      );
+      const steps = [values.add, values.promote, values.retire].filter((v) => v !== undefined);
+      if (steps.length > 1) throw new UsageError("give at most one of --add, --promote, --retire");
+      return rotateKey(values, ctx);
     }
-  } catch (error) {
-    // Argument errors from parseArgs are usage errors; everything else is reported by main().
-    if ((error as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) {
-      return usageError(ctx, (error as Error).message);
+    case "migrate": {
+      const { values, positionals } = parseFlags(rest, {
+        ...COMMON,
+        from: { type: "string" },
+        to: { type: "string" },
+      });
+      if (!values.from || !values.to) throw new UsageError("migrate needs --from URL and --to URL");
+      if (values.store) throw new UsageError("migrate takes --from and --to, not --store");
+      return migrate(values.from, values.to, positionals, values, ctx);
     }
-    throw error;
+    case undefined:
+      throw new UsageError("give a subcommand");
+    default:
+      throw new UsageError(`unknown subcommand "${sub}"`);
   }
 }
 

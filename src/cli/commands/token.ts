@@ -13,8 +13,9 @@ import { ConfigError, EXIT } from "../../core/errors.js";
 import { assertConnectorName } from "../../core/record.js";
 import { achievableMinTtlMs } from "../../manager/refresh-policy.js";
 import { fetchRunToken, runEndpointFromEnv } from "../../surfaces/token-endpoint-server.js";
-import type { CliContext, Command } from "../context.js";
-import { durationFlag, openUnattended, parseFlags, SHARED_OPTIONS, sharedOptionsHelp } from "./ensure.js";
+import { durationFlag, parseFlags, scheduledCommand } from "../args.js";
+import type { CliContext } from "../context.js";
+import { openUnattended, UNATTENDED_HELP, UNATTENDED_OPTIONS } from "../unattended.js";
 
 const USAGE = `Usage: tokenkeeper token NAME [--min-ttl DURATION] [options]
 
@@ -23,22 +24,22 @@ Prints a valid access token for connector NAME on stdout, and nothing else:
 
   --min-ttl DURATION      the token must stay valid at least this long (default 0: fresh by the
                           refresh-ahead policy); capped at what the server grants, with a warning
-${sharedOptionsHelp()}
+${UNATTENDED_HELP}
 
 Inside \`tokenkeeper run\`, the token comes from the run (TOKENKEEPER_RUN_URL), not the store.
 Exit codes: 0 ok, 75 transient, 77 re-authorization required, 78 configuration error.`;
 
-export const tokenCommand: Command = {
+export const tokenCommand = scheduledCommand({
   name: "token",
   summary: "print a valid access token (for curl and scripts)",
   usage: USAGE,
   run,
-};
+});
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseFlags("token", args, {
+  const { values, positionals } = parseFlags(args, {
     "min-ttl": { type: "string" },
-    ...SHARED_OPTIONS,
+    ...UNATTENDED_OPTIONS,
   });
   if (positionals.length !== 1) throw new ConfigError("give exactly one connector NAME");
   const name = positionals[0]!;

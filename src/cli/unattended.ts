@@ -1,0 +1,109 @@
+/**
+ * What the commands that run without a person share (ensure, run, keepalive, token, and proxy,
+ * which an MCP client starts): the flags that configure a session, a token manager wired to the
+ * events log and to notifications, and where skip records are written.
+ */
+import { TokenManager } from "../manager/token-manager.js";
+import type { Store } from "../store/types.js";
+import { Notifier, notifyOnReauth } from "../surfaces/notify.js";
+import { describeRecord, type SkipRecord, skipRecordJson } from "../surfaces/skip-record.js";
+import { durationFlag, type FlagOptions } from "./args.js";
+import type { CliContext } from "./context.js";
+import { type EventsLog, logManagerEvents, openEventsLog } from "./events-log.js";
+import { openCliStore } from "./runtime.js";
+
+/** How long a job runs, unless it says (ensure, run). */
+export const DEFAULT_MIN_TTL = "5m";
+
+export const UNATTENDED_OPTIONS = {
+  store: { type: "string" },
+  events: { type: "string" },
+  "notify-command": { type: "string" },
+  "notify-webhook": { type: "string" },
+  timeout: { type: "string" },
+} as const satisfies FlagOptions;
+
+export const UNATTENDED_HELP = [
+  "  --store URL             the store (default TOKENKEEPER_STORE, else the state directory)",
+  "  --events FILE           append events and skip records as JSON lines (or TOKENKEEPER_EVENTS)",
+  "  --notify-command CMD    run CMD (sh -c) with the record on stdin when a human is needed",
+  "                          (or TOKENKEEPER_NOTIFY_COMMAND; a connector's own setting wins)",
+  "  --notify-webhook URL    POST the record as JSON there (or TOKENKEEPER_NOTIFY_WEBHOOK)",
+  "  --timeout DURATION      stop retrying a failing token endpoint after this (default 30s)",
+].join("\n");
+
+export type UnattendedFlags = { [K in keyof typeof UNATTENDED_OPTIONS]?: string | undefined };
+
+export interface UnattendedSession {
+  store: Store;
+  manager: TokenManager;
+  notifier: Notifier;
+  events: EventsLog | undefined;
+  /** Waits for notifications in flight (bounded by their timeouts), then releases everything. */
+  close(): Promise<void>;
+}
+
+/** A manager for one command, its events logged and its reauth transitions announced. */
+export async function openUnattended(ctx: CliContext, flags: UnattendedFlags): Promise<UnattendedSession> {
+  const timeoutMs = durationFlag("--timeout", flags.timeout ?? "30s");
+  // Opened last of the cheap steps: a bad webhook URL must not leave the events file open.
+  let events: EventsLog | undefined;
+  const notifier = new Notifier({
+    global: {
+      ...optional("command", flags["notify-command"] ?? ctx.env.TOKENKEEPER_NOTIFY_COMMAND),
+      ...optional("webhook", flags["notify-webhook"] ?? ctx.env.TOKENKEEPER_NOTIFY_WEBHOOK),
+    },
+    clock: ctx.clock,
+    env: ctx.env,
+    ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+    onFailure: (f) => {
+      ctx.stderr.write(
+        `tokenkeeper: notification for "${f.connector}" via ${f.channel} ${f.target} failed: ${f.error}\n`,
+      );
+      events?.note("notification_failed", ctx.clock.now(), f);
+    },
+    onSent: (n) =>
+      events?.note("notification_sent", ctx.clock.now(), { connector: n.connector, event: n.event }),
+  });
+  events = openEventsLog(flags.events, ctx.env);
+  let store: Store;
+  try {
+    store = await openCliStore(flags.store, ctx);
+  } catch (error) {
+    events?.close();
+    throw error;
+  }
+  const manager = new TokenManager({
+    store,
+    clock: ctx.clock,
+    ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+    // How long one refresh keeps retrying a failing token endpoint before reporting "transient".
+    retry: { deadlineMs: timeoutMs },
+    lock: { waitMs: Math.min(20_000, timeoutMs) },
+  });
+  const unlog = logManagerEvents(manager, events);
+  const unnotify = notifyOnReauth(manager, notifier);
+  return {
+    store,
+    manager,
+    notifier,
+    events,
+    async close() {
+      await manager.close();
+      await notifier.drain();
+      unnotify();
+      unlog();
+      await store.close();
+      events?.close();
+    },
+  };
+}
+
+function optional<K extends string>(key: K, value: string | undefined): Partial<Record<K, string>> {
+  return value ? ({ [key]: value } as Record<K, string>) : {};
+}
+
+/** Writes records where a job's operator looks: JSON lines, or readable lines. */
+export function writeRecords(ctx: CliContext, records: readonly SkipRecord[], json: boolean): void {
+  for (const r of records) ctx.stdout.write(json ? `${skipRecordJson(r)}\n` : `${describeRecord(r)}\n`);
+}
