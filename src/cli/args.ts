@@ -44,7 +44,8 @@ export function durationFlag(flag: string, value: string): number {
   try {
     return parseDuration(value);
   } catch {
-    throw new ConfigError(
+    // A usage mistake: interactive commands answer 64, scheduler-facing ones 78 (their wrapper).
+    throw new UsageError(
       `${flag} ${JSON.stringify(value.slice(0, 40))} is not a duration (examples: 30s, 5m, 1h30m, 2d)`,
     );
   }
