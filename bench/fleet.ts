@@ -25,13 +25,7 @@ import { RedisStore } from "../src/store/redis-store.js";
 import { generateKey, Keyring } from "../src/store/sealing.js";
 import type { Store } from "../src/store/types.js";
 import { startTestBed, type TestBed } from "../test/bed/index.js";
-import {
-  percentile,
-  type RoundResult,
-  startFleet,
-  twoWaysTo,
-  withParams,
-} from "../test/fleet/fleet-workers.js";
+import { percentile, type RoundResult, startFleet, twoWaysTo } from "../test/fleet/fleet-workers.js";
 import { connectTestBed } from "../test/support/connect.js";
 import {
   dropPostgresSchema,
@@ -41,6 +35,7 @@ import {
   REDIS_URL,
   redisAvailable,
   uniqueSuffix,
+  withParams,
 } from "../test/support/services.js";
 import { benchHotPath } from "./hot-path.js";
 

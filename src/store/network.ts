@@ -1,12 +1,23 @@
 /**
  * What the network stores (Redis, PostgreSQL) share: how their URLs carry Tokenkeeper's own
- * parameters and are shown without a password, the lock polling loop, the record codec they
- * seal with, and the errors for a missing key or a missing driver. One place, so the two
- * backends cannot drift apart on anything a user sees.
+ * parameters and are shown without a password, the record codec they seal with, the lease lock
+ * and its polling loop, the errors for a missing key or a missing driver, and NetworkStoreBase,
+ * which builds the Store contract on the few primitives each server provides. One place, so the
+ * two backends cannot drift apart on anything a user sees.
  */
-import type { Clock } from "../core/clock.js";
-import { ConfigError, LockTimeoutError, StoreKeyError } from "../core/errors.js";
-import { type Keyring, RecordCodec, Sealer } from "./sealing.js";
+import { randomBytes } from "node:crypto";
+import { type Clock, systemClock } from "../core/clock.js";
+import { ConfigError, LockTimeoutError, StoreKeyError, StoreUnavailableError } from "../core/errors.js";
+import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
+import {
+  type Keyring,
+  type RawRecordAccess,
+  RecordCodec,
+  type RotationReport,
+  resealAll,
+  Sealer,
+} from "./sealing.js";
+import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
 // ---- URLs -----------------------------------------------------------------------------------
 
@@ -151,5 +162,182 @@ export async function loadOptionalDriver<T>(
       );
     }
     throw e;
+  }
+}
+
+// ---- the shared Store implementation --------------------------------------------------------
+
+/** The options every network store takes. */
+export interface NetworkStoreOptions {
+  /** Keys to seal records with. Required unless `encrypt` is false. */
+  keyring?: Keyring | null;
+  /** Seal records at rest (default true). Setting false is an explicit, documented opt-out. */
+  encrypt?: boolean;
+  clock?: Clock;
+  /** Bound on establishing a connection (default 2000). */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * The driver client (or pool) a network store creates on first use and shuts down once. After
+ * close(), asking for it fails with StoreUnavailableError.
+ */
+export class LazyClient<T> {
+  readonly #create: () => Promise<T>;
+  readonly #location: string;
+  #pending: Promise<T> | null = null;
+  #closed = false;
+
+  constructor(create: () => Promise<T>, location: string) {
+    this.#create = create;
+    this.#location = location;
+  }
+
+  /** The client, created on first use. */
+  get(): Promise<T> {
+    if (this.#closed) return Promise.reject(this.#closedError());
+    this.#pending ??= this.#create();
+    return this.#pending;
+  }
+
+  /** A fresh client in place of one that can no longer reconnect. */
+  renew(): Promise<T> {
+    if (this.#closed) return Promise.reject(this.#closedError());
+    this.#pending = this.#create();
+    return this.#pending;
+  }
+
+  /** Marks it closed; the client to shut down, or null when none came up. */
+  async close(): Promise<T | null> {
+    this.#closed = true;
+    const pending = this.#pending;
+    this.#pending = null;
+    return pending ? pending.catch(() => null) : null;
+  }
+
+  #closedError(): StoreUnavailableError {
+    return new StoreUnavailableError(`${this.#location} is closed`, { store: this.#location });
+  }
+}
+
+/**
+ * The Store contract on top of what a server provides: read one connector's stored text,
+ * compare-and-set it, and take or drop a lease. Sealing, key rotation and the lock (polling,
+ * handle, release) are written once here; a backend implements the primitives, list, delete,
+ * migrate and close.
+ */
+export abstract class NetworkStoreBase implements Store {
+  /** The URL with any password replaced by `***`, plus the backend's namespace when not the default. */
+  readonly location: string;
+  readonly encrypted: boolean;
+  protected readonly clock: Clock;
+  #keyring: Keyring | null;
+  #codec: RecordCodec;
+
+  /** `urlEncrypt`: the URL's `encrypt=` parameter (null when absent); `options.encrypt` wins over it. */
+  protected constructor(location: string, options: NetworkStoreOptions, urlEncrypt: boolean | null) {
+    this.location = location;
+    this.encrypted = options.encrypt ?? urlEncrypt ?? true;
+    this.#keyring = options.keyring ?? null;
+    if (this.encrypted && !this.#keyring) throw missingKeyError(location);
+    this.#codec = codecFor(this.encrypted, this.#keyring, location);
+    this.clock = options.clock ?? systemClock;
+  }
+
+  abstract list(): Promise<string[]>;
+  abstract delete(name: string, expectedVersion?: number): Promise<boolean>;
+  /** Prepares the server (tables, or nothing but a round trip); what `store init` runs. */
+  abstract migrate(): Promise<{ applied: number[]; current: number }>;
+  abstract close(): Promise<void>;
+
+  /** The stored (possibly sealed) text of one connector and its version, or null when absent. */
+  protected abstract getRaw(name: string): Promise<{ text: string; version: number } | null>;
+  /** Compare-and-set of the stored text (`null`: only when absent); ConflictError when it lost. */
+  protected abstract putRaw(name: string, text: string, expectedVersion: number | null): Promise<number>;
+  /**
+   * One attempt to take the lease on `name` for `token`: the lease's end (epoch ms, by the
+   * server's clock where the server keeps one, else `sentAt + leaseMs`), or null while another
+   * holder's lease stands. `sentAt` is our clock just before the request was sent.
+   */
+  protected abstract takeLease(
+    name: string,
+    token: string,
+    leaseMs: number,
+    sentAt: number,
+  ): Promise<number | null>;
+  /** Removes the lease on `name` only if `token` still owns it. */
+  protected abstract dropLease(name: string, token: string): Promise<void>;
+
+  async get(name: string): Promise<StoredRecord | null> {
+    assertConnectorName(name);
+    const raw = await this.getRaw(name);
+    return raw ? { record: this.#codec.decode(name, raw.text), version: raw.version } : null;
+  }
+
+  async put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number> {
+    assertConnectorName(name);
+    return this.putRaw(name, this.#codec.encode(name, record), expectedVersion);
+  }
+
+  async lock(name: string, options: LockOptions): Promise<StoreLock> {
+    assertConnectorName(name);
+    const leaseMs = leaseMsOf(options.leaseMs);
+    const token = randomBytes(16).toString("hex");
+    const poll = {
+      name,
+      waitMs: options.waitMs,
+      signal: options.signal,
+      clock: this.clock,
+      store: this.location,
+    };
+    return pollForLock(poll, async () => {
+      const sentAt = this.clock.now();
+      const expiresAt = await this.takeLease(name, token, leaseMs, sentAt);
+      return expiresAt === null ? null : this.#handle(name, token, expiresAt, sentAt + leaseMs);
+    });
+  }
+
+  /**
+   * `expiresAt` is the lease end by the server's clock; `held()` uses our own clock from the
+   * moment we sent the request, which ends no later than the server's lease whatever the skew
+   * between the two clocks.
+   */
+  #handle(name: string, token: string, expiresAt: number, localExpiresAt: number): StoreLock {
+    const clock = this.clock;
+    let released = false;
+    return {
+      name,
+      expiresAt,
+      held: () => !released && clock.now() < localExpiresAt,
+      release: async () => {
+        if (released) return;
+        released = true;
+        try {
+          await this.dropLease(name, token);
+        } catch (e) {
+          // Releasing is an optimisation: if the server is unreachable the lease runs out by
+          // itself. Failing here would mask the outcome of the work done under the lock.
+          if (!(e instanceof StoreUnavailableError)) throw e;
+        }
+      },
+    };
+  }
+
+  /**
+   * Makes `next` the keyring and re-seals every record under its current key (compare-and-set,
+   * retried on conflict, so a refresh that lands meanwhile is re-sealed, not lost). `next`
+   * should keep the old keys as previous keys until every machine has the new one.
+   */
+  async rotateKey(next: Keyring): Promise<RotationReport> {
+    assertSealing(this.encrypted, this.location);
+    const raw: RawRecordAccess = {
+      list: () => this.list(),
+      getRaw: (name) => this.getRaw(name),
+      putRaw: (name, text, expected) => this.putRaw(name, text, expected),
+    };
+    const report = await resealAll(raw, this.#keyring!, next, { where: this.location });
+    this.#keyring = next;
+    this.#codec = codecFor(this.encrypted, next, this.location);
+    return report;
   }
 }

@@ -20,51 +20,32 @@
  * parameters: `schema=` and `encrypt=false` (store records unsealed; only for tests or a
  * database that is encrypted by other means).
  */
-import { randomBytes } from "node:crypto";
 import type { Pool, PoolClient, PoolConfig } from "pg";
-import { type Clock, systemClock } from "../core/clock.js";
 import { ConfigError, ConflictError, StoreUnavailableError, TokenkeeperError } from "../core/errors.js";
-import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
+import { assertConnectorName } from "../core/record.js";
 import { type Migration, POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
 import {
-  assertSealing,
-  codecFor,
-  leaseMsOf,
+  LazyClient,
   loadOptionalDriver,
-  missingKeyError,
+  NetworkStoreBase,
+  type NetworkStoreOptions,
   parseStoreUrl,
-  pollForLock,
   redactedUserInfo,
   takeStoreParams,
 } from "./network.js";
-import {
-  type Keyring,
-  type RawRecordAccess,
-  type RecordCodec,
-  type RotationReport,
-  resealAll,
-} from "./sealing.js";
-import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
 export const DEFAULT_POSTGRES_SCHEMA = "public";
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** First key of the two-key advisory lock that serializes migrations ("tk"). */
 const MIGRATION_LOCK_CLASS = 0x746b;
 
-export interface PostgresStoreOptions {
+export interface PostgresStoreOptions extends NetworkStoreOptions {
   /** `postgres://` or `postgresql://`; may carry `schema=` and `encrypt=false` query parameters. */
   url: string;
-  /** Keys to seal records with. Required unless `encrypt` is false. */
-  keyring?: Keyring | null;
-  /** Seal records at rest (default true). Setting false is an explicit, documented opt-out. */
-  encrypt?: boolean;
   /** Schema holding the tables (lower-case identifier); overrides the URL's `schema=`. */
   schema?: string;
-  clock?: Clock;
   /** Server-side bound on every statement (default 5000); the client gives up 1 s later. */
   statementTimeoutMs?: number;
-  /** Bound on establishing a connection (default 2000). */
-  connectTimeoutMs?: number;
   /** Connections kept in the pool (default 4). */
   poolSize?: number;
 }
@@ -76,61 +57,40 @@ export interface MigrationReport {
   current: number;
 }
 
-export class PostgresStore implements Store {
-  /** The URL with any password replaced by `***`, plus a non-default schema. */
-  readonly location: string;
+export class PostgresStore extends NetworkStoreBase {
   readonly schema: string;
-  readonly encrypted: boolean;
   readonly #connectionString: string;
-  readonly #clock: Clock;
   readonly #statementTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #poolSize: number;
   readonly #t: { connectors: string; locks: string; migrations: string; schema: string };
-  #keyring: Keyring | null;
-  #codec: RecordCodec;
-  #pool: Promise<Pool> | null = null;
-  #closed = false;
+  readonly #pool = new LazyClient(() => this.#createPool(), this.location);
 
   constructor(options: PostgresStoreOptions) {
     const url = parseStoreUrl(options.url, POSTGRES_URL_SPEC);
     const params = takeStoreParams(url, ["schema"]);
-    this.#connectionString = url.toString();
-    this.schema = options.schema ?? params.values.schema ?? DEFAULT_POSTGRES_SCHEMA;
-    if (!SCHEMA_NAME.test(this.schema)) {
+    const schema = options.schema ?? params.values.schema ?? DEFAULT_POSTGRES_SCHEMA;
+    if (!SCHEMA_NAME.test(schema)) {
       throw new ConfigError(
-        `PostgreSQL schema "${this.schema.slice(0, 80)}" is not a plain lower-case identifier (letters, digits, _)`,
+        `PostgreSQL schema "${schema.slice(0, 80)}" is not a plain lower-case identifier (letters, digits, _)`,
       );
     }
-    const s = `"${this.schema}"`;
+    super(redactPostgresUrl(url, schema), options, params.encrypt);
+    this.schema = schema;
+    this.#connectionString = url.toString();
+    const s = `"${schema}"`;
     this.#t = {
       schema: s,
       connectors: `${s}.tokenkeeper_connectors`,
       locks: `${s}.tokenkeeper_locks`,
       migrations: `${s}.tokenkeeper_schema_migrations`,
     };
-    this.location = redactPostgresUrl(url, this.schema);
-    this.encrypted = options.encrypt ?? params.encrypt ?? true;
-    this.#keyring = options.keyring ?? null;
-    if (this.encrypted && !this.#keyring) throw missingKeyError(this.location);
-    this.#codec = this.#makeCodec();
-    this.#clock = options.clock ?? systemClock;
     this.#statementTimeoutMs = options.statementTimeoutMs ?? 5_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
     this.#poolSize = options.poolSize ?? 4;
   }
 
-  #makeCodec(): RecordCodec {
-    return codecFor(this.encrypted, this.#keyring, this.location);
-  }
-
-  async get(name: string): Promise<StoredRecord | null> {
-    assertConnectorName(name);
-    const raw = await this.#getRaw(name);
-    return raw ? { record: this.#codec.decode(name, raw.text), version: raw.version } : null;
-  }
-
-  async list(): Promise<string[]> {
+  override async list(): Promise<string[]> {
     // COLLATE "C": byte order, which for connector names (ASCII) is JavaScript's sort order.
     const rows = await this.#query<{ name: string }>(
       "list",
@@ -139,12 +99,7 @@ export class PostgresStore implements Store {
     return rows.map((r) => r.name);
   }
 
-  async put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number> {
-    assertConnectorName(name);
-    return this.#putRaw(name, this.#codec.encode(name, record), expectedVersion);
-  }
-
-  async delete(name: string, expectedVersion?: number): Promise<boolean> {
+  override async delete(name: string, expectedVersion?: number): Promise<boolean> {
     assertConnectorName(name);
     const rows = await this.#query<{ version: string }>(
       "delete",
@@ -158,62 +113,24 @@ export class PostgresStore implements Store {
     throw new ConflictError(name, expectedVersion, actual);
   }
 
-  async lock(name: string, options: LockOptions): Promise<StoreLock> {
-    assertConnectorName(name);
-    const leaseMs = leaseMsOf(options.leaseMs);
-    const token = randomBytes(16).toString("hex");
-    const poll = {
-      name,
-      waitMs: options.waitMs,
-      signal: options.signal,
-      clock: this.#clock,
-      store: this.location,
-    };
-    return pollForLock(poll, async () => {
-      const sentAt = this.#clock.now();
-      // Takes the row when absent or when its lease ran out by the database's clock. Concurrent
-      // attempts serialize on the row; the loser re-checks the WHERE against the winner's row.
-      const rows = await this.#query<{ expires_ms: number }>(
-        "lock",
-        `INSERT INTO ${this.#t.locks} AS l (name, token, expires_at)
-           VALUES ($1, $2, now() + $3::int * interval '1 millisecond')
-         ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-           WHERE l.expires_at <= now()
-         RETURNING (extract(epoch FROM l.expires_at) * 1000)::float8 AS expires_ms`,
-        [name, token, leaseMs],
-      );
-      const row = rows[0];
-      return row ? this.#handle(name, token, row.expires_ms, sentAt + leaseMs) : null;
-    });
+  // Takes the row when absent or when its lease ran out by the database's clock, so the lease's
+  // end is by that clock too. Concurrent attempts serialize on the row; the loser re-checks the
+  // WHERE against the winner's row.
+  protected override async takeLease(name: string, token: string, leaseMs: number): Promise<number | null> {
+    const rows = await this.#query<{ expires_ms: number }>(
+      "lock",
+      `INSERT INTO ${this.#t.locks} AS l (name, token, expires_at)
+         VALUES ($1, $2, now() + $3::int * interval '1 millisecond')
+       ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+         WHERE l.expires_at <= now()
+       RETURNING (extract(epoch FROM l.expires_at) * 1000)::float8 AS expires_ms`,
+      [name, token, leaseMs],
+    );
+    return rows[0]?.expires_ms ?? null;
   }
 
-  /**
-   * `expiresAt` is the lease end by the database's clock; `held()` uses our own clock from the
-   * moment we sent the statement, which ends no later than the database's lease whatever the
-   * skew between the two clocks.
-   */
-  #handle(name: string, token: string, expiresAt: number, localExpiresAt: number): StoreLock {
-    const clock = this.#clock;
-    let released = false;
-    return {
-      name,
-      expiresAt,
-      held: () => !released && clock.now() < localExpiresAt,
-      release: async () => {
-        if (released) return;
-        released = true;
-        try {
-          await this.#query("unlock", `DELETE FROM ${this.#t.locks} WHERE name = $1 AND token = $2`, [
-            name,
-            token,
-          ]);
-        } catch (e) {
-          // Releasing is an optimisation: if the database is unreachable the lease runs out by
-          // itself. Failing here would mask the outcome of the work done under the lock.
-          if (!(e instanceof StoreUnavailableError)) throw e;
-        }
-      },
-    };
+  protected override async dropLease(name: string, token: string): Promise<void> {
+    await this.#query("unlock", `DELETE FROM ${this.#t.locks} WHERE name = $1 AND token = $2`, [name, token]);
   }
 
   /**
@@ -221,8 +138,8 @@ export class PostgresStore implements Store {
    * it runs in one transaction under an advisory lock keyed by the schema, so two machines
    * running `tokenkeeper store init` at once apply each migration exactly once.
    */
-  async migrate(migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<MigrationReport> {
-    const pool = await this.#connect();
+  override async migrate(migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<MigrationReport> {
+    const pool = await this.#pool.get();
     let client: PoolClient;
     try {
       client = await pool.connect();
@@ -273,28 +190,7 @@ export class PostgresStore implements Store {
     }
   }
 
-  /**
-   * Makes `next` the keyring and re-seals every record under its current key (compare-and-set,
-   * retried on conflict, so a refresh that lands meanwhile is re-sealed, not lost). `next`
-   * should keep the old keys as previous keys until every machine has the new one.
-   */
-  async rotateKey(next: Keyring): Promise<RotationReport> {
-    assertSealing(this.encrypted, this.location);
-    const report = await resealAll(this.#raw(), this.#keyring!, next, { where: this.location });
-    this.#keyring = next;
-    this.#codec = this.#makeCodec();
-    return report;
-  }
-
-  #raw(): RawRecordAccess {
-    return {
-      list: () => this.list(),
-      getRaw: (name) => this.#getRaw(name),
-      putRaw: (name, text, expected) => this.#putRaw(name, text, expected),
-    };
-  }
-
-  async #getRaw(name: string): Promise<{ text: string; version: number } | null> {
+  protected override async getRaw(name: string): Promise<{ text: string; version: number } | null> {
     const rows = await this.#query<{ version: string; sealed: string }>(
       "get",
       `SELECT version, sealed FROM ${this.#t.connectors} WHERE name = $1`,
@@ -313,7 +209,11 @@ export class PostgresStore implements Store {
     return rows[0] ? Number(rows[0].version) : null;
   }
 
-  async #putRaw(name: string, text: string, expectedVersion: number | null): Promise<number> {
+  protected override async putRaw(
+    name: string,
+    text: string,
+    expectedVersion: number | null,
+  ): Promise<number> {
     // Under READ COMMITTED, concurrent UPDATEs of one row serialize and each re-checks
     // `version = $2` against the committed winner, so exactly one writer per version wins.
     const rows =
@@ -336,17 +236,13 @@ export class PostgresStore implements Store {
     throw new ConflictError(name, expectedVersion, await this.#version(name));
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    const pending = this.#pool;
-    this.#pool = null;
-    if (!pending) return;
-    const pool = await pending.catch(() => null);
+  override async close(): Promise<void> {
+    const pool = await this.#pool.close();
     await pool?.end().catch(() => {});
   }
 
   async #query<R extends object>(what: string, text: string, values: unknown[] = []): Promise<R[]> {
-    const pool = await this.#connect();
+    const pool = await this.#pool.get();
     try {
       const result = await pool.query<R & Record<string, unknown>>(text, values);
       return result.rows;
@@ -373,16 +269,6 @@ export class PostgresStore implements Store {
       store: this.location,
       ...(typeof code === "string" ? { sqlState: code } : {}),
     });
-  }
-
-  #connect(): Promise<Pool> {
-    if (this.#closed) {
-      return Promise.reject(
-        new StoreUnavailableError(`${this.location} is closed`, { store: this.location }),
-      );
-    }
-    this.#pool ??= this.#createPool();
-    return this.#pool;
   }
 
   async #createPool(): Promise<Pool> {

@@ -19,9 +19,7 @@
  * token lost in a crash cannot be recovered, so run the server with `appendonly yes` and
  * `appendfsync always` (or `everysec`, accepting up to a second of loss).
  */
-import { randomBytes } from "node:crypto";
 import type { Redis, RedisOptions } from "ioredis";
-import { type Clock, systemClock } from "../core/clock.js";
 import {
   ConfigError,
   ConflictError,
@@ -29,43 +27,26 @@ import {
   StoreUnavailableError,
   TokenkeeperError,
 } from "../core/errors.js";
-import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
+import { assertConnectorName } from "../core/record.js";
 import {
-  assertSealing,
-  codecFor,
-  leaseMsOf,
+  LazyClient,
   loadOptionalDriver,
-  missingKeyError,
+  NetworkStoreBase,
+  type NetworkStoreOptions,
   parseStoreUrl,
-  pollForLock,
   redactedUserInfo,
   takeStoreParams,
 } from "./network.js";
-import {
-  type Keyring,
-  type RawRecordAccess,
-  type RecordCodec,
-  type RotationReport,
-  resealAll,
-} from "./sealing.js";
-import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
 export const DEFAULT_REDIS_PREFIX = "tokenkeeper:";
 
-export interface RedisStoreOptions {
+export interface RedisStoreOptions extends NetworkStoreOptions {
   /** `redis://` or `rediss://`; may carry `prefix=` and `encrypt=false` query parameters. */
   url: string;
-  /** Keys to seal records with. Required unless `encrypt` is false. */
-  keyring?: Keyring | null;
-  /** Seal records at rest (default true). Setting false is an explicit, documented opt-out. */
-  encrypt?: boolean;
   /** Key prefix; overrides the URL's `prefix=`. */
   prefix?: string;
-  clock?: Clock;
   /** Bound on every command, including time spent queued while reconnecting (default 2000). */
   commandTimeoutMs?: number;
-  /** Bound on establishing a connection (default 2000). */
-  connectTimeoutMs?: number;
 }
 
 // KEYS[1] record hash, KEYS[2] names set; ARGV[1] expected version ("" = must be absent),
@@ -111,39 +92,24 @@ interface ScriptedRedis extends Redis {
   tkUnlock(lock: string, token: string): Promise<number>;
 }
 
-export class RedisStore implements Store {
-  /** The URL with any password replaced by `***`, plus a non-default prefix. */
-  readonly location: string;
+export class RedisStore extends NetworkStoreBase {
   readonly prefix: string;
-  readonly encrypted: boolean;
   readonly #url: string;
-  readonly #clock: Clock;
   readonly #commandTimeoutMs: number;
   readonly #connectTimeoutMs: number;
-  #keyring: Keyring | null;
-  #codec: RecordCodec;
-  #client: Promise<ScriptedRedis> | null = null;
+  readonly #client = new LazyClient(() => this.#createClient(), this.location);
   #lastConnectionError: string | null = null;
-  #closed = false;
 
   constructor(options: RedisStoreOptions) {
     const url = parseStoreUrl(options.url, REDIS_URL_SPEC);
     const params = takeStoreParams(url, ["prefix"]);
+    const prefix = options.prefix ?? params.values.prefix ?? DEFAULT_REDIS_PREFIX;
+    if (prefix.length === 0) throw new ConfigError("the Redis key prefix must not be empty");
+    super(redactRedisUrl(url, prefix), options, params.encrypt);
+    this.prefix = prefix;
     this.#url = url.toString();
-    this.prefix = options.prefix ?? params.values.prefix ?? DEFAULT_REDIS_PREFIX;
-    if (this.prefix.length === 0) throw new ConfigError("the Redis key prefix must not be empty");
-    this.location = redactRedisUrl(url, this.prefix);
-    this.encrypted = options.encrypt ?? params.encrypt ?? true;
-    this.#keyring = options.keyring ?? null;
-    if (this.encrypted && !this.#keyring) throw missingKeyError(this.location);
-    this.#codec = this.#makeCodec();
-    this.#clock = options.clock ?? systemClock;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 2_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
-  }
-
-  #makeCodec(): RecordCodec {
-    return codecFor(this.encrypted, this.#keyring, this.location);
   }
 
   #recordKey(name: string): string {
@@ -156,23 +122,12 @@ export class RedisStore implements Store {
     return `${this.prefix}lock:${name}`;
   }
 
-  async get(name: string): Promise<StoredRecord | null> {
-    assertConnectorName(name);
-    const raw = await this.#getRaw(name);
-    return raw ? { record: this.#codec.decode(name, raw.text), version: raw.version } : null;
-  }
-
-  async list(): Promise<string[]> {
+  override async list(): Promise<string[]> {
     const names = await this.#run("list", (c) => c.smembers(this.#namesKey));
     return names.sort();
   }
 
-  async put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number> {
-    assertConnectorName(name);
-    return this.#putRaw(name, this.#codec.encode(name, record), expectedVersion);
-  }
-
-  async delete(name: string, expectedVersion?: number): Promise<boolean> {
+  override async delete(name: string, expectedVersion?: number): Promise<boolean> {
     assertConnectorName(name);
     const [status, value] = await this.#run("delete", (c) =>
       c.tkDelete(
@@ -186,77 +141,30 @@ export class RedisStore implements Store {
     return status === 1;
   }
 
-  async lock(name: string, options: LockOptions): Promise<StoreLock> {
-    assertConnectorName(name);
-    const leaseMs = leaseMsOf(options.leaseMs);
-    const token = randomBytes(16).toString("hex");
-    const key = this.#lockKey(name);
-    const poll = {
-      name,
-      waitMs: options.waitMs,
-      signal: options.signal,
-      clock: this.#clock,
-      store: this.location,
-    };
-    return pollForLock(poll, async () => {
-      // The lease starts when Redis runs SET, which is after we sent it: counting from the send
-      // makes our expiresAt err early by the round-trip, never late.
-      const sentAt = this.#clock.now();
-      const ok = await this.#run("lock", (c) => c.set(key, token, "PX", leaseMs, "NX"));
-      return ok === "OK" ? this.#handle(name, key, token, sentAt + leaseMs) : null;
-    });
+  // The lease starts when Redis runs SET, which is after we sent it. Redis leases are relative
+  // (PX), so its end is by our clock: counted from the send, it errs early by the round trip,
+  // never late.
+  protected override async takeLease(
+    name: string,
+    token: string,
+    leaseMs: number,
+    sentAt: number,
+  ): Promise<number | null> {
+    const ok = await this.#run("lock", (c) => c.set(this.#lockKey(name), token, "PX", leaseMs, "NX"));
+    return ok === "OK" ? sentAt + leaseMs : null;
   }
 
-  #handle(name: string, key: string, token: string, expiresAt: number): StoreLock {
-    const clock = this.#clock;
-    let released = false;
-    return {
-      name,
-      // Redis leases are relative (PX), so this is by our clock, computed conservatively.
-      expiresAt,
-      held: () => !released && clock.now() < expiresAt,
-      release: async () => {
-        if (released) return;
-        released = true;
-        try {
-          await this.#run("unlock", (c) => c.tkUnlock(key, token));
-        } catch (e) {
-          // Releasing is an optimisation: if the server is unreachable the lease runs out by
-          // itself. Failing here would mask the outcome of the work done under the lock.
-          if (!(e instanceof StoreUnavailableError)) throw e;
-        }
-      },
-    };
-  }
-
-  /**
-   * Makes `next` the keyring and re-seals every record under its current key (compare-and-set,
-   * retried on conflict, so a refresh that lands meanwhile is re-sealed, not lost). `next`
-   * should keep the old keys as previous keys until every machine has the new one.
-   */
-  async rotateKey(next: Keyring): Promise<RotationReport> {
-    assertSealing(this.encrypted, this.location);
-    const report = await resealAll(this.#raw(), this.#keyring!, next, { where: this.location });
-    this.#keyring = next;
-    this.#codec = this.#makeCodec();
-    return report;
+  protected override async dropLease(name: string, token: string): Promise<void> {
+    await this.#run("unlock", (c) => c.tkUnlock(this.#lockKey(name), token));
   }
 
   /** Nothing to create on Redis; present so `store init` treats every network store alike. */
-  async migrate(): Promise<{ applied: number[]; current: number }> {
+  override async migrate(): Promise<{ applied: number[]; current: number }> {
     await this.#run("ping", (c) => c.ping());
     return { applied: [], current: 0 };
   }
 
-  #raw(): RawRecordAccess {
-    return {
-      list: () => this.list(),
-      getRaw: (name) => this.#getRaw(name),
-      putRaw: (name, text, expected) => this.#putRaw(name, text, expected),
-    };
-  }
-
-  async #getRaw(name: string): Promise<{ text: string; version: number } | null> {
+  protected override async getRaw(name: string): Promise<{ text: string; version: number } | null> {
     const [v, s] = await this.#run("get", (c) => c.hmget(this.#recordKey(name), "v", "s"));
     if (v == null) return null;
     if (s == null) {
@@ -268,7 +176,11 @@ export class RedisStore implements Store {
     return { text: s, version: Number(v) };
   }
 
-  async #putRaw(name: string, text: string, expectedVersion: number | null): Promise<number> {
+  protected override async putRaw(
+    name: string,
+    text: string,
+    expectedVersion: number | null,
+  ): Promise<number> {
     const [ok, value] = await this.#run("put", (c) =>
       c.tkPut(
         this.#recordKey(name),
@@ -282,19 +194,15 @@ export class RedisStore implements Store {
     return Number(value);
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    const pending = this.#client;
-    this.#client = null;
-    if (!pending) return;
-    const client = await pending.catch(() => null);
+  override async close(): Promise<void> {
+    const client = await this.#client.close();
     if (!client) return;
     if (client.status === "ready") {
       // QUIT waits for pending replies; bounded so close() cannot hang on a dead server.
       const stop = new AbortController();
       await Promise.race([
         client.quit().catch(() => {}),
-        this.#clock.sleep(this.#commandTimeoutMs, stop.signal).catch(() => {}),
+        this.clock.sleep(this.#commandTimeoutMs, stop.signal).catch(() => {}),
       ]);
       // Cancels the timer, which would otherwise keep the process alive after a prompt QUIT.
       stop.abort();
@@ -304,7 +212,6 @@ export class RedisStore implements Store {
 
   /** Runs one command, turning driver and network failures into StoreUnavailableError. */
   async #run<T>(what: string, command: (client: ScriptedRedis) => Promise<T>): Promise<T> {
-    if (this.#closed) throw new StoreUnavailableError(`${this.location} is closed`, { store: this.location });
     const client = await this.#connect();
     try {
       return await command(client);
@@ -322,14 +229,9 @@ export class RedisStore implements Store {
   }
 
   async #connect(): Promise<ScriptedRedis> {
-    this.#client ??= this.#createClient();
-    const client = await this.#client;
+    const client = await this.#client.get();
     // "end" is terminal in ioredis (no more reconnection): start over with a fresh client.
-    if (client.status === "end") {
-      this.#client = this.#createClient();
-      return this.#client;
-    }
-    return client;
+    return client.status === "end" ? this.#client.renew() : client;
   }
 
   async #createClient(): Promise<ScriptedRedis> {

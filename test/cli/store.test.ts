@@ -14,43 +14,20 @@ import { openStore } from "../../src/store/open-store.js";
 import { generateKey, Keyring, loadKeyring } from "../../src/store/sealing.js";
 import type { Store } from "../../src/store/types.js";
 import { makeRecord, makeTokens } from "../support/fixtures.js";
-import {
-  dropPostgresSchema,
-  dropRedisPrefix,
-  POSTGRES_URL,
-  REDIS_URL,
-  requirePostgres,
-  requireRedis,
-  uniqueSuffix,
-} from "../support/services.js";
+import { requirePostgres, requireRedis, Scratch } from "../support/services.js";
 import { type Cli, makeCli } from "./auth-cli-harness.js";
 
+const scratch = new Scratch();
 const cleanups: (() => Promise<unknown>)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
+  await scratch.drop();
 });
 
 async function cli(): Promise<Cli> {
   const c = await makeCli();
   cleanups.push(() => c.cleanup());
   return c;
-}
-
-function redisUrl(): string {
-  const prefix = `tokenkeeper-test:${uniqueSuffix()}:`;
-  cleanups.push(() => dropRedisPrefix(prefix));
-  const url = new URL(REDIS_URL);
-  url.searchParams.set("prefix", prefix);
-  return url.href;
-}
-
-function postgresUrl(password?: string): string {
-  const schema = `tk_cli_${uniqueSuffix()}`;
-  cleanups.push(() => dropPostgresSchema(schema));
-  const url = new URL(POSTGRES_URL);
-  url.searchParams.set("schema", schema);
-  if (password) url.password = password;
-  return url.href;
 }
 
 async function modeOf(path: string): Promise<number> {
@@ -79,7 +56,7 @@ describe("tokenkeeper store init", () => {
   it("Redis: creates a 0600 key file once, says how to use it, and never replaces it", async (t) => {
     if (!(await requireRedis(t))) return;
     const c = await cli();
-    const url = redisUrl();
+    const url = scratch.url("redis");
     const keyFile = join(c.env.TOKENKEEPER_HOME!, "store.key");
 
     const first = await c.run(["store", "init", "--store", url]);
@@ -111,7 +88,7 @@ describe("tokenkeeper store init", () => {
   it("refuses to create a new key for a store that already holds records sealed under another", async (t) => {
     if (!(await requireRedis(t))) return;
     const c = await cli();
-    const url = redisUrl();
+    const url = scratch.url("redis");
     const other = await openWith(url, { TOKENKEEPER_KEY: generateKey().export().reveal() });
     await other.put("theirs", makeRecord("theirs"), null);
 
@@ -131,7 +108,7 @@ describe("tokenkeeper store init", () => {
   it("PostgreSQL: applies the migrations once, then reports the schema current", async (t) => {
     if (!(await requirePostgres(t))) return;
     const c = await cli();
-    const url = postgresUrl();
+    const url = scratch.url("postgres");
     const first = await c.run(["store", "init", "--store", url, "--json"]);
     assert.equal(first.code, 0, first.stderr);
     assert.deepEqual(first.json?.migrations, { applied: [1], current: 1 });
@@ -147,7 +124,9 @@ describe("tokenkeeper store info", () => {
   it("names the store without its password, its kind, sealing, key ids and connector count", async (t) => {
     if (!(await requirePostgres(t))) return;
     const c = await cli();
-    const url = postgresUrl("hunter2");
+    const withPassword = new URL(scratch.url("postgres"));
+    withPassword.password = "hunter2";
+    const url = withPassword.href;
     const key = generateKey();
     const env = { TOKENKEEPER_KEY: key.export().reveal() };
     assert.equal((await c.run(["store", "init", "--store", url], env)).code, 0);
@@ -188,7 +167,7 @@ describe("tokenkeeper store rotate-key", () => {
   it("adds, promotes, re-seals and retires a key without losing a refresh that lands meanwhile", async (t) => {
     if (!(await requireRedis(t))) return;
     const c = await cli();
-    const url = redisUrl();
+    const url = scratch.url("redis");
     const keyFile = join(c.env.TOKENKEEPER_HOME!, "store.key");
     const env = { TOKENKEEPER_KEY_FILE: keyFile };
     assert.equal((await c.run(["store", "init", "--store", url])).code, 0);
@@ -271,7 +250,7 @@ describe("tokenkeeper store rotate-key", () => {
   it("refuses to retire the current key or edit keys given inline, and to rotate a file store", async (t) => {
     if (!(await requireRedis(t))) return;
     const c = await cli();
-    const url = redisUrl();
+    const url = scratch.url("redis");
     const keyFile = join(c.env.TOKENKEEPER_HOME!, "store.key");
     assert.equal((await c.run(["store", "init", "--store", url])).code, 0);
     const ring = (await loadKeyring({ TOKENKEEPER_KEY_FILE: keyFile }))!;
@@ -304,7 +283,7 @@ describe("tokenkeeper store migrate", () => {
     const names = ["alpha", "beta", "gamma"];
     for (const name of names) await source.put(name, makeRecord(name), null);
     await source.put("beta", makeRecord("beta", { scope: "mcp:tools" }), 1);
-    const url = redisUrl();
+    const url = scratch.url("redis");
     const env = { TOKENKEEPER_KEY: generateKey().export().reveal() };
     const from = pathToFileURL(c.env.TOKENKEEPER_HOME!).href;
 

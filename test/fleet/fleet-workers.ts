@@ -139,10 +139,3 @@ export function twoWaysTo(url: string): [string, string] {
   b.hostname = "localhost";
   return [a.href, b.href];
 }
-
-/** `url` with query parameters set (e.g. prefix or schema). */
-export function withParams(url: string, params: Record<string, string>): string {
-  const u = new URL(url);
-  for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
-  return u.href;
-}

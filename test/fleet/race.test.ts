@@ -10,23 +10,13 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { PostgresStore } from "../../src/store/postgres-store.js";
-import { RedisStore } from "../../src/store/redis-store.js";
 import { generateKey, Keyring } from "../../src/store/sealing.js";
 import type { Store } from "../../src/store/types.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { makeCli } from "../cli/auth-cli-harness.js";
 import { connectTestBed } from "../support/connect.js";
-import {
-  dropPostgresSchema,
-  dropRedisPrefix,
-  POSTGRES_URL,
-  REDIS_URL,
-  requirePostgres,
-  requireRedis,
-  uniqueSuffix,
-} from "../support/services.js";
-import { percentile, type RoundResult, startFleet, twoWaysTo, withParams } from "./fleet-workers.js";
+import { requirePostgres, requireRedis, withScratchStore } from "../support/services.js";
+import { percentile, type RoundResult, startFleet, twoWaysTo } from "./fleet-workers.js";
 
 const WORKERS = 16;
 const ROUNDS = 3;
@@ -119,38 +109,22 @@ describe("refresh race across a fleet sharing a network store", () => {
 
   it(`Redis: ${WORKERS} processes on two clients racing at each of ${ROUNDS} expiries cause one refresh grant per expiry and no rejected refresh token`, async (t) => {
     if (!(await requireRedis(t))) return;
-    const prefix = `tokenkeeper-test:${uniqueSuffix()}:`;
-    const urls = twoWaysTo(withParams(REDIS_URL, { prefix })) as [string, string];
-    const seed = new RedisStore({ url: urls[0], keyring });
-    try {
-      await race(t, seed, urls);
-    } finally {
-      await seed.close();
-      await dropRedisPrefix(prefix);
-    }
+    await withScratchStore("redis", keyring, (url, seed) => race(t, seed, twoWaysTo(url)));
   });
 
   it(`PostgreSQL: ${WORKERS} processes on two clients racing at each of ${ROUNDS} expiries cause one refresh grant per expiry and no rejected refresh token`, async (t) => {
     if (!(await requirePostgres(t))) return;
-    const schema = `tk_fleet_${uniqueSuffix()}`;
-    const [first, second] = twoWaysTo(withParams(POSTGRES_URL, { schema }));
-    // The second group names the same database by its other scheme spelling as well.
-    const urls: [string, string] = [first, second.replace(/^postgres:/, "postgresql:")];
-    const seed = new PostgresStore({ url: urls[0], keyring });
-    try {
-      await seed.migrate();
-      await race(t, seed, urls);
-    } finally {
-      await seed.close();
-      await dropPostgresSchema(schema);
-    }
+    await withScratchStore("postgres", keyring, (url, seed) => {
+      const [first, second] = twoWaysTo(url);
+      // The second group names the same database by its other scheme spelling as well.
+      return race(t, seed, [first, second.replace(/^postgres:/, "postgresql:")]);
+    });
   });
 
   it("Redis: the same race with `store rotate-key --promote` flipping the sealing key throughout loses no rotation", async (t) => {
     if (!(await requireRedis(t))) return;
-    const prefix = `tokenkeeper-test:${uniqueSuffix()}:`;
-    const urls = twoWaysTo(withParams(REDIS_URL, { prefix })) as [string, string];
     const other = generateKey();
+    const both = new Keyring(key, [other]);
     // The workers can read under either key; they write under the first.
     const env: NodeJS.ProcessEnv = {
       ...workerEnv,
@@ -158,30 +132,30 @@ describe("refresh race across a fleet sharing a network store", () => {
     };
     const cli = await makeCli();
     const keyFile = join(cli.home, "store.key");
-    await writeFile(keyFile, new Keyring(key, [other]).toKeyFileText().reveal(), { mode: 0o600 });
-    const seed = new RedisStore({ url: urls[0], keyring: new Keyring(key, [other]) });
+    await writeFile(keyFile, both.toKeyFileText().reveal(), { mode: 0o600 });
     let promotions = 0;
     let resealed = 0;
     try {
-      await race(t, seed, urls, env, async (done) => {
-        for (let i = 0; !done(); i++) {
-          const to = i % 2 === 0 ? other.id : key.id;
-          const r = await cli.run(["store", "rotate-key", "--store", urls[1], "--promote", to, "--json"], {
-            TOKENKEEPER_KEY_FILE: keyFile,
-          });
-          assert.equal(r.code, 0, r.stderr);
-          promotions++;
-          resealed += Number(r.json?.resealed);
-          // A breather, so the rotation does not starve the workers of the CPU it shares with them.
-          await sleep(10);
-        }
+      await withScratchStore("redis", both, async (url, seed) => {
+        const urls = twoWaysTo(url);
+        await race(t, seed, urls, env, async (done) => {
+          for (let i = 0; !done(); i++) {
+            const to = i % 2 === 0 ? other.id : key.id;
+            const r = await cli.run(["store", "rotate-key", "--store", urls[1], "--promote", to, "--json"], {
+              TOKENKEEPER_KEY_FILE: keyFile,
+            });
+            assert.equal(r.code, 0, r.stderr);
+            promotions++;
+            resealed += Number(r.json?.resealed);
+            // A breather, so the rotation does not starve the workers of the CPU it shares with them.
+            await sleep(10);
+          }
+        });
       });
       t.diagnostic(`${promotions} key promotions (${resealed} re-seals) ran during the race`);
       assert.ok(promotions >= ROUNDS, `rotation ran throughout (${promotions} promotions)`);
     } finally {
-      await seed.close();
       await cli.cleanup();
-      await dropRedisPrefix(prefix);
     }
   });
 });

@@ -19,15 +19,10 @@ import { generateKey, Keyring } from "../../src/store/sealing.js";
 import type { Store } from "../../src/store/types.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
-import {
-  dropPostgresSchema,
-  dropRedisPrefix,
-  POSTGRES_URL,
-  REDIS_URL,
-  requirePostgres,
-  requireRedis,
-  uniqueSuffix,
-} from "../support/services.js";
+import { requirePostgres, requireRedis, type Service, withScratchStore } from "../support/services.js";
+
+/** The port a server URL without one means. */
+const DEFAULT_PORT: Record<Service, number> = { redis: 6379, postgres: 5432 };
 
 /** Forwards 127.0.0.1:<port> to a target; down() cuts every connection and refuses new ones. */
 class Forwarder {
@@ -83,18 +78,25 @@ describe("when the shared store is unreachable", () => {
   });
 
   /**
-   * The scenario for one backend: `open(port)` opens the store through the forwarder at `port`,
-   * `direct` reaches the same data without it.
+   * The scenario for one backend, in a namespace of its own on `service`'s server: `open(url)`
+   * opens the store at `url`, which leads through the forwarder; `direct` reaches the same data
+   * without it.
    */
-  async function scenario(
-    target: URL,
-    defaultPort: number,
-    open: (port: number) => Store,
-    direct: Store,
-  ): Promise<void> {
-    const forwarder = new Forwarder(target.hostname, Number(target.port || defaultPort));
-    await forwarder.up();
-    const store = open(forwarder.port);
+  function scenario(service: Service, open: (url: string, keyring: Keyring) => Store): Promise<void> {
+    const keyring = new Keyring(generateKey());
+    return withScratchStore(service, keyring, async (url, direct) => {
+      const target = new URL(url);
+      const forwarder = new Forwarder(target.hostname, Number(target.port || DEFAULT_PORT[service]));
+      await forwarder.up();
+      const via = new URL(url);
+      via.hostname = "127.0.0.1";
+      via.port = String(forwarder.port);
+      await offline(open(via.href, keyring), forwarder, direct);
+    });
+  }
+
+  /** What the manager does over `store` while `forwarder` cuts it off, and once it is back. */
+  async function offline(store: Store, forwarder: Forwarder, direct: Store): Promise<void> {
     const events: TokenkeeperEvent[] = [];
     const manager = new TokenManager({
       store,
@@ -165,58 +167,17 @@ describe("when the shared store is unreachable", () => {
 
   it("Redis: serves the cached token while it is valid, never refreshes without the store, then reports store_unavailable naming the store, and recovers", async (t) => {
     if (!(await requireRedis(t))) return;
-    const prefix = `tokenkeeper-test:${uniqueSuffix()}:`;
-    const keyring = new Keyring(generateKey());
-    const target = new URL(REDIS_URL);
-    const direct = new RedisStore({ url: REDIS_URL, prefix, keyring });
-    try {
-      await scenario(
-        target,
-        6379,
-        (port) =>
-          new RedisStore({
-            url: `redis://127.0.0.1:${port}${target.pathname}`,
-            prefix,
-            keyring,
-            commandTimeoutMs: 300,
-            connectTimeoutMs: 300,
-          }),
-        direct,
-      );
-    } finally {
-      await direct.close();
-      await dropRedisPrefix(prefix);
-    }
+    await scenario(
+      "redis",
+      (url, keyring) => new RedisStore({ url, keyring, commandTimeoutMs: 300, connectTimeoutMs: 300 }),
+    );
   });
 
   it("PostgreSQL: the same, with the database behind the forwarder", async (t) => {
     if (!(await requirePostgres(t))) return;
-    const schema = `tk_offline_${uniqueSuffix()}`;
-    const keyring = new Keyring(generateKey());
-    const target = new URL(POSTGRES_URL);
-    const direct = new PostgresStore({ url: POSTGRES_URL, schema, keyring });
-    try {
-      await direct.migrate();
-      await scenario(
-        target,
-        5432,
-        (port) => {
-          const url = new URL(POSTGRES_URL);
-          url.hostname = "127.0.0.1";
-          url.port = String(port);
-          return new PostgresStore({
-            url: url.href,
-            schema,
-            keyring,
-            statementTimeoutMs: 300,
-            connectTimeoutMs: 300,
-          });
-        },
-        direct,
-      );
-    } finally {
-      await direct.close();
-      await dropPostgresSchema(schema);
-    }
+    await scenario(
+      "postgres",
+      (url, keyring) => new PostgresStore({ url, keyring, statementTimeoutMs: 300, connectTimeoutMs: 300 }),
+    );
   });
 });

@@ -18,6 +18,7 @@ import { closeServer, listen } from "../bed/http-util.js";
 import type { McpTestServer } from "../bed/mcp-server.js";
 import { startMcpServer } from "../bed/mcp-server.js";
 import { followAuthorization } from "../support/browser-agent.js";
+import { mcpAccepts } from "../support/mcp-accepts.js";
 import { type StubServer, startStub } from "./stub-servers.js";
 
 const CLIENT_ID = "https://client.example.test/tokenkeeper.json";
@@ -141,21 +142,6 @@ describe("client ID metadata document against oidc-provider", () => {
     assert.equal(peekJwtClaims(record.tokens!.accessToken.reveal())?.aud, mcp.url);
     assert.ok(record.tokens!.refreshToken);
     assert.ok(documentFetches >= 2, "both Tokenkeeper and the authorization server read the document");
-    const res = await fetch(mcp.url, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${record.tokens!.accessToken.reveal()}`,
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "0" } },
-      }),
-    });
-    await res.body?.cancel();
-    assert.equal(res.status, 200);
+    assert.ok(await mcpAccepts(mcp.url, record));
   });
 });

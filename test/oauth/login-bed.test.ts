@@ -16,6 +16,7 @@ import { clientCredentialsGrant, refreshGrant } from "../../src/oauth/token-endp
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { followAuthorization, type Tamper } from "../support/browser-agent.js";
+import { mcpAccepts } from "../support/mcp-accepts.js";
 
 let bed: TestBed;
 let store: MemoryStore;
@@ -52,26 +53,6 @@ function request(overrides: Partial<LoginRequest> = {}): LoginRequest {
   return { mcpUrl: bed.mcpUrl, name: "bed", flow: "browser", ...overrides };
 }
 
-/** The MCP server's own verdict on a token: initialize must succeed. */
-async function mcpAccepts(record: ConnectorRecord): Promise<boolean> {
-  const res = await fetch(bed.mcpUrl, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${record.tokens!.accessToken.reveal()}`,
-      "content-type": "application/json",
-      accept: "application/json, text/event-stream",
-    },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: 1,
-      method: "initialize",
-      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "0" } },
-    }),
-  });
-  await res.body?.cancel();
-  return res.status === 200;
-}
-
 async function rejectsWith(promise: Promise<unknown>, code: string, problem: string) {
   await assert.rejects(promise, (e: unknown) => {
     assert.ok(e instanceof TokenkeeperError, String(e));
@@ -98,7 +79,7 @@ describe("login against the oidc-provider test bed", () => {
       "audience-restricted to the MCP server (RFC 8707)",
     );
     assert.ok(record.tokens!.refreshToken);
-    assert.ok(await mcpAccepts(record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record));
     // Stored, and refreshable with nothing but the record (no discovery needed).
     const stored = await store.get("bed");
     assert.equal(stored?.version, 1);
@@ -125,7 +106,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(result.record.grant, "device_code");
     assert.equal(bed.as.counters.grantsSucceeded.device_code, 1);
     assert.ok(result.record.tokens!.refreshToken);
-    assert.ok(await mcpAccepts(result.record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, result.record));
   });
 
   it("device flow denied on the verification page stores nothing", async () => {
@@ -151,7 +132,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(bed.as.counters.registrations, 0);
     assert.equal(record.client.kind, "preregistered");
     assert.equal(record.client.clientId, client.client_id);
-    assert.ok(await mcpAccepts(record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record));
   });
 
   it("pre-registered confidential client authenticates with its secret", async () => {
@@ -167,7 +148,7 @@ describe("login against the oidc-provider test bed", () => {
     );
     assert.equal(record.client.tokenEndpointAuthMethod, "client_secret_basic");
     assert.equal(record.client.clientSecret?.reveal(), client.client_secret);
-    assert.ok(await mcpAccepts(record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record));
     // A wrong secret is refused at the code exchange, and nothing is stored.
     await rejectsWith(
       login(
@@ -201,7 +182,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(record.tokens!.refreshToken, undefined);
     assert.equal(summary.humanNeededAt, null);
     assert.deepEqual(summary.warnings, []);
-    assert.ok(await mcpAccepts(record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record));
     const again = await clientCredentialsGrant(record, { clock: systemClock });
     assert.ok(again.tokens.accessToken);
     assert.equal(bed.as.counters.grantsSucceeded.client_credentials, 2);
@@ -212,7 +193,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(bed.as.counters.registrations, 1);
     assert.equal(record.client.kind, "dynamic");
     assert.ok(record.client.clientSecret);
-    assert.ok(await mcpAccepts(record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record));
   });
 
   it("re-login replaces tokens, clears the reauth state and keeps settings", async () => {

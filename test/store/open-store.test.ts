@@ -16,32 +16,13 @@ import { RedisStore } from "../../src/store/redis-store.js";
 import { generateKey } from "../../src/store/sealing.js";
 import type { Store } from "../../src/store/types.js";
 import { makeRecord, makeTokens } from "../support/fixtures.js";
-import {
-  dropPostgresSchema,
-  dropRedisPrefix,
-  POSTGRES_URL,
-  REDIS_URL,
-  requirePostgres,
-  requireRedis,
-  uniqueSuffix,
-} from "../support/services.js";
+import { requirePostgres, requireRedis, Scratch } from "../support/services.js";
 
 const env = { TOKENKEEPER_KEY: generateKey().export().reveal() };
-const prefixes: string[] = [];
-const schemas: string[] = [];
+const scratch = new Scratch();
 const stores: Store[] = [];
 const dirs: string[] = [];
 
-function redisUrl(extra = ""): string {
-  const prefix = `tokenkeeper-test:${uniqueSuffix()}:`;
-  prefixes.push(prefix);
-  return `${REDIS_URL}?prefix=${encodeURIComponent(prefix)}${extra}`;
-}
-function postgresUrl(extra = ""): string {
-  const schema = `tk_test_${uniqueSuffix()}`;
-  schemas.push(schema);
-  return `${POSTGRES_URL}?schema=${schema}${extra}`;
-}
 async function open(
   url: string | undefined,
   options: Parameters<typeof openStore>[1] = { env },
@@ -57,15 +38,14 @@ function withToken(name: string, token: string): ConnectorRecord {
 
 after(async () => {
   for (const s of stores) await s.close();
-  for (const p of prefixes) await dropRedisPrefix(p).catch(() => {});
-  for (const s of schemas) await dropPostgresSchema(s).catch(() => {});
+  await scratch.drop();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
 describe("openStore", () => {
   it("opens Redis from a URL, sealing with the keyring from the environment", async (t) => {
     if (!(await requireRedis(t))) return;
-    const store = await open(redisUrl());
+    const store = await open(scratch.url("redis"));
     assert.ok(store instanceof RedisStore);
     assert.ok(isNetworkStore(store) && store.encrypted);
     await store.put("demo", makeRecord("demo"), null);
@@ -74,7 +54,7 @@ describe("openStore", () => {
 
   it("opens PostgreSQL from TOKENKEEPER_STORE when no URL is given", async (t) => {
     if (!(await requirePostgres(t))) return;
-    const url = postgresUrl().replace("postgres://", "postgresql://");
+    const url = scratch.url("postgres").replace("postgres://", "postgresql://");
     const store = await open(undefined, { env: { ...env, TOKENKEEPER_STORE: url } });
     assert.ok(store instanceof PostgresStore);
     assert.ok(store.location.startsWith("postgresql://postgres@"));
@@ -116,8 +96,8 @@ describe("migrateStore", () => {
     const names = ["alpha", "beta", "gamma", "delta"];
     const source = new MemoryStore();
     for (const name of names) await source.put(name, withToken(name, `token-of-${name}`), null);
-    const redis = await open(redisUrl());
-    const postgres = await open(postgresUrl());
+    const redis = await open(scratch.url("redis"));
+    const postgres = await open(scratch.url("postgres"));
     const back = new MemoryStore();
 
     for (const [from, to] of [
@@ -144,7 +124,7 @@ describe("migrateStore", () => {
     const names = ["a", "b", "c", "d"];
     const source = new MemoryStore();
     for (const name of names) await source.put(name, withToken(name, `${name}-v1`), null);
-    const real = await open(redisUrl());
+    const real = await open(scratch.url("redis"));
 
     // A refresher on another machine rotates "a" right after it was copied; the copy of the
     // last connector waits for that rotation, so it certainly lands before verification.
@@ -182,7 +162,7 @@ describe("migrateStore", () => {
     if (!(await requirePostgres(t))) return;
     const source = new MemoryStore();
     await source.put("busy", withToken("busy", "busy-v1"), null);
-    const target = await open(postgresUrl());
+    const target = await open(scratch.url("postgres"));
     const refresh = await source.lock("busy", { leaseMs: 5_000, waitMs: 100 });
     const migration = migrateStore(source, target);
     await sleep(100);

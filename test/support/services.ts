@@ -1,8 +1,8 @@
 /**
- * The real Redis and PostgreSQL servers the network-store tests run against, and the rule for
- * when one is missing: on a developer machine the tests are skipped, loudly, with how to start
- * the server; under CI (`CI` set) they fail, because a silently skipped store test is a store
- * that is not tested.
+ * The real Redis and PostgreSQL servers the network-store tests run against, the scratch
+ * namespaces tests use on them, and the rule for when one is missing: on a developer machine
+ * the tests are skipped, loudly, with how to start the server; under CI (`CI` set) they fail,
+ * because a silently skipped store test is a store that is not tested.
  *
  * Override the addresses with TOKENKEEPER_TEST_REDIS_URL / TOKENKEEPER_TEST_POSTGRES_URL.
  */
@@ -11,6 +11,10 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { it, type TestContext } from "node:test";
+import type { Redis } from "ioredis";
+import { isNetworkStore, openStore } from "../../src/store/open-store.js";
+import type { Keyring } from "../../src/store/sealing.js";
+import type { Store } from "../../src/store/types.js";
 
 export const REDIS_URL = process.env.TOKENKEEPER_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/0";
 export const POSTGRES_URL =
@@ -27,7 +31,7 @@ const HOW_TO_START = {
     "(or set TOKENKEEPER_TEST_POSTGRES_URL)",
 } as const;
 
-type Service = keyof typeof HOW_TO_START;
+export type Service = keyof typeof HOW_TO_START;
 
 function address(url: string): string {
   const u = new URL(url);
@@ -89,7 +93,7 @@ function missingMessage(service: Service): string {
  * In a test: true when the service is up. Otherwise fails under CI, or skips the test (with a
  * warning) and returns false, so the test can `return`.
  */
-async function requireService(service: Service, t: TestContext): Promise<boolean> {
+export async function requireService(service: Service, t: TestContext): Promise<boolean> {
   if (await available(service)) return true;
   const message = missingMessage(service);
   if (process.env.CI) throw new Error(`${message} (CI must not skip store tests)`);
@@ -116,12 +120,79 @@ export function uniqueSuffix(): string {
   return `${process.pid}_${randomBytes(4).toString("hex")}`;
 }
 
-/** Deletes every Redis key under `prefix` (SCAN, not KEYS, so a shared server is not blocked). */
-export async function dropRedisPrefix(prefix: string, url = REDIS_URL): Promise<void> {
+/** `url` with query parameters set (e.g. prefix or schema). */
+export function withParams(url: string, params: Record<string, string>): string {
+  const u = new URL(url);
+  for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+  return u.href;
+}
+
+/**
+ * Namespaces of their own on the test servers (a Redis key prefix, a PostgreSQL schema), each
+ * unique to this run; drop() removes every one handed out. One per test file, or per test.
+ */
+export class Scratch {
+  readonly #drops: (() => Promise<void>)[] = [];
+
+  /**
+   * The test server's URL for `service`, naming a namespace of its own: `prefix=` for Redis,
+   * `schema=` for PostgreSQL (the store's migrate() creates the schema).
+   */
+  url(service: Service): string {
+    const suffix = uniqueSuffix();
+    if (service === "redis") {
+      const prefix = `tokenkeeper-test:${suffix}:`;
+      this.#drops.push(() => dropRedisPrefix(prefix));
+      return withParams(REDIS_URL, { prefix });
+    }
+    const schema = `tk_test_${suffix}`;
+    this.#drops.push(() => dropPostgresSchema(schema));
+    return withParams(POSTGRES_URL, { schema });
+  }
+
+  /** Removes every namespace handed out so far; one that fails to go does not keep the others. */
+  async drop(): Promise<void> {
+    for (const drop of this.#drops.splice(0)) await drop().catch(() => {});
+  }
+}
+
+/**
+ * Runs `body` in a namespace of its own on `service`'s test server: `url` names it, `store` is
+ * opened there with `keyring` and prepared (tables created). Afterwards, whatever `body` did,
+ * the store is closed and the namespace dropped.
+ */
+export async function withScratchStore(
+  service: Service,
+  keyring: Keyring,
+  body: (url: string, store: Store) => Promise<void>,
+): Promise<void> {
+  const scratch = new Scratch();
+  const url = scratch.url(service);
+  const store = await openStore(url, { env: {}, keyring });
+  try {
+    if (isNetworkStore(store)) await store.migrate();
+    await body(url, store);
+  } finally {
+    await store.close();
+    await scratch.drop();
+  }
+}
+
+/** Runs `run` on a short-lived Redis connection (raw access for assertions and cleanup). */
+export async function withRedis<T>(run: (client: Redis) => Promise<T>, url = REDIS_URL): Promise<T> {
   const { Redis } = await import("ioredis");
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, commandTimeout: 2_000 });
   client.on("error", () => {});
   try {
+    return await run(client);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Deletes every Redis key under `prefix` (SCAN, not KEYS, so a shared server is not blocked). */
+export function dropRedisPrefix(prefix: string, url = REDIS_URL): Promise<void> {
+  return withRedis(async (client) => {
     let cursor = "0";
     do {
       const [next, keys] = await client.scan(
@@ -134,9 +205,7 @@ export async function dropRedisPrefix(prefix: string, url = REDIS_URL): Promise<
       cursor = next;
       if (keys.length > 0) await client.del(...keys);
     } while (cursor !== "0");
-  } finally {
-    client.disconnect();
-  }
+  }, url);
 }
 
 /** Runs one statement on a short-lived connection (raw access for assertions and cleanup). */
