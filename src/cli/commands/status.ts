@@ -168,10 +168,15 @@ function describe(s: ConnectorStatus): string {
       `  last error     ${s.last_error.code}${s.last_error.error ? ` (${s.last_error.error})` : ""}${s.last_error.description ? `: ${s.last_error.description}` : ""}`,
     );
   }
-  if (s.clock_skew_ms !== null)
-    lines.push(
-      `  clock skew     ${s.clock_skew_ms >= 0 ? "server ahead" : "server behind"} by ${formatDuration(Math.abs(s.clock_skew_ms))}`,
-    );
+  if (s.clock_skew_ms !== null) {
+    // The Date header and JWT iat have one-second resolution: below that, the sign is noise.
+    const skew = Math.abs(s.clock_skew_ms);
+    const text =
+      skew < 1_000
+        ? "within 1s (the server's clock is only read to the second)"
+        : `${s.clock_skew_ms > 0 ? "server ahead" : "server behind"} by ${formatDuration(skew)}`;
+    lines.push(`  clock skew     ${text}`);
+  }
   if (s.reauth)
     lines.push(`  NEEDS A HUMAN  ${s.reauth.reason} since ${s.reauth.since}\n  → ${s.reauth.action}`);
   return lines.join("\n");
