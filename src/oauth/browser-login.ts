@@ -9,7 +9,7 @@ import type { Clock } from "../core/clock.js";
 import { LoginError, ProtocolError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
-import { assertSecureUrl, describeUrl, type FetchLike } from "./http.js";
+import { assertSecureUrl, describeUrl, type FetchLike, httpDepsOf } from "./http.js";
 import type { CallbackPage, LoopbackListener } from "./loopback-callback.js";
 import type { AuthorizationServerMetadata } from "./metadata-schemas.js";
 import {
@@ -206,11 +206,7 @@ export async function browserLogin(input: BrowserLoginInput, deps: FlowDeps): Pr
   try {
     return await callTokenEndpoint(
       record,
-      {
-        clock: deps.clock,
-        ...(deps.fetch ? { fetch: deps.fetch } : {}),
-        ...(deps.requestTimeoutMs ? { timeoutMs: deps.requestTimeoutMs } : {}),
-      },
+      httpDepsOf(deps),
       (c, options) =>
         oauth.authorizationCodeGrantRequest(
           c.as,

@@ -10,7 +10,7 @@ import type { ConnectorRecord } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
 import type { FlowDeps } from "./browser-login.js";
 import { DEVICE_CODE_GRANT } from "./discovery.js";
-import { assertSecureUrl, boundedFetch, describeUrl, isLoopbackHost } from "./http.js";
+import { assertSecureUrl, boundedFetch, describeUrl, httpDepsOf, isLoopbackHost } from "./http.js";
 import type { AuthorizationServerMetadata } from "./metadata-schemas.js";
 import {
   callTokenEndpoint,
@@ -61,11 +61,7 @@ export async function deviceLogin(input: DeviceLoginInput, deps: FlowDeps): Prom
   const endpointUrl = assertSecureUrl(assertDeviceFlowSupported(metadata), "device_authorization_endpoint");
   const where = describeUrl(endpointUrl);
   const ctx = oauthClientFor(record);
-  const http = boundedFetch({
-    clock: deps.clock,
-    ...(deps.fetch ? { fetch: deps.fetch } : {}),
-    ...(deps.requestTimeoutMs ? { timeoutMs: deps.requestTimeoutMs } : {}),
-  });
+  const http = boundedFetch(httpDepsOf(deps));
 
   const params: Record<string, string> = { resource: record.server.resource };
   if (record.scope) params.scope = record.scope;
@@ -134,11 +130,7 @@ export async function deviceLogin(input: DeviceLoginInput, deps: FlowDeps): Prom
     try {
       return await callTokenEndpoint(
         record,
-        {
-          clock: deps.clock,
-          ...(deps.fetch ? { fetch: deps.fetch } : {}),
-          ...(deps.requestTimeoutMs ? { timeoutMs: deps.requestTimeoutMs } : {}),
-        },
+        httpDepsOf(deps),
         (c, options) => oauth.deviceCodeGrantRequest(c.as, c.client, c.auth, deviceCode, options),
         (c, res) => oauth.processDeviceCodeResponse(c.as, c.client, res),
         null,

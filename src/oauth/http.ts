@@ -19,6 +19,15 @@ export interface HttpDeps {
   maxBytes?: number;
 }
 
+/** HttpDeps from the options callers carry (`requestTimeoutMs` there, `timeoutMs` here). */
+export function httpDepsOf(deps: { clock: Clock; fetch?: FetchLike; requestTimeoutMs?: number }): HttpDeps {
+  return {
+    clock: deps.clock,
+    ...(deps.fetch ? { fetch: deps.fetch } : {}),
+    ...(deps.requestTimeoutMs ? { timeoutMs: deps.requestTimeoutMs } : {}),
+  };
+}
+
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_BYTES = 1024 * 1024;
 

@@ -19,7 +19,7 @@ import type { Store, StoredRecord } from "../store/types.js";
 import { assertPkceS256, browserLogin, DEFAULT_BROWSER_TIMEOUT_MS, type FlowDeps } from "./browser-login.js";
 import { assertDeviceFlowSupported, type DevicePrompt, deviceLogin } from "./device-login.js";
 import { canonicalServerUri, type DiscoveryDeps, type DiscoveryResult, discover } from "./discovery.js";
-import type { FetchLike } from "./http.js";
+import { type FetchLike, httpDepsOf } from "./http.js";
 import {
   CALLBACK_PATH,
   type LoopbackListener,
@@ -213,9 +213,7 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
   }
 
   const discoveryDeps: DiscoveryDeps = {
-    clock: deps.clock,
-    ...(deps.fetch ? { fetch: deps.fetch } : {}),
-    ...(deps.requestTimeoutMs ? { timeoutMs: deps.requestTimeoutMs } : {}),
+    ...httpDepsOf(deps),
     ...(deps.signal ? { signal: deps.signal } : {}),
   };
   const discovery = await discover(
@@ -343,11 +341,7 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
     } else if (flow === "device") {
       outcome = await deviceLogin({ record: draft, present: deps.presentDeviceCode, timeoutMs }, flowDeps);
     } else {
-      outcome = await clientCredentialsGrant(draft, {
-        clock: deps.clock,
-        ...(deps.fetch ? { fetch: deps.fetch } : {}),
-        ...(deps.requestTimeoutMs ? { timeoutMs: deps.requestTimeoutMs } : {}),
-      });
+      outcome = await clientCredentialsGrant(draft, httpDepsOf(deps));
     }
 
     const receivedAt = outcome.tokens.obtainedAt;

@@ -8,6 +8,7 @@ import { Secret } from "../../src/core/secret.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { updateRecord } from "../../src/store/update.js";
 import { startTokenEndpoint } from "../../src/surfaces/token-endpoint-server.js";
+import { mcpAccepts } from "../support/mcp-accepts.js";
 import { type Harness, startHarness } from "./unattended-harness.js";
 
 describe("tokenkeeper token", () => {
@@ -28,22 +29,7 @@ describe("tokenkeeper token", () => {
     assert.equal(r.stderr, "");
     assert.ok(!r.stdout.includes(stored.refreshToken!.reveal()));
     // The token works at the MCP server.
-    const probe = await fetch(h.bed.mcpUrl, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${r.stdout.trim()}`,
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } },
-      }),
-    });
-    assert.equal(probe.status, 200);
-    await probe.body?.cancel();
+    assert.ok(await mcpAccepts(h.bed.mcpUrl, r.stdout.trim()));
   });
 
   it("refreshes a token that would not last --min-ttl", async () => {

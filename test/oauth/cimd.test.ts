@@ -142,6 +142,6 @@ describe("client ID metadata document against oidc-provider", () => {
     assert.equal(peekJwtClaims(record.tokens!.accessToken.reveal())?.aud, mcp.url);
     assert.ok(record.tokens!.refreshToken);
     assert.ok(documentFetches >= 2, "both Tokenkeeper and the authorization server read the document");
-    assert.ok(await mcpAccepts(mcp.url, record));
+    assert.ok(await mcpAccepts(mcp.url, record.tokens!.accessToken.reveal()));
   });
 });

@@ -79,7 +79,7 @@ describe("login against the oidc-provider test bed", () => {
       "audience-restricted to the MCP server (RFC 8707)",
     );
     assert.ok(record.tokens!.refreshToken);
-    assert.ok(await mcpAccepts(bed.mcpUrl, record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record.tokens!.accessToken.reveal()));
     // Stored, and refreshable with nothing but the record (no discovery needed).
     const stored = await store.get("bed");
     assert.equal(stored?.version, 1);
@@ -106,7 +106,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(result.record.grant, "device_code");
     assert.equal(bed.as.counters.grantsSucceeded.device_code, 1);
     assert.ok(result.record.tokens!.refreshToken);
-    assert.ok(await mcpAccepts(bed.mcpUrl, result.record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, result.record.tokens!.accessToken.reveal()));
   });
 
   it("device flow denied on the verification page stores nothing", async () => {
@@ -132,7 +132,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(bed.as.counters.registrations, 0);
     assert.equal(record.client.kind, "preregistered");
     assert.equal(record.client.clientId, client.client_id);
-    assert.ok(await mcpAccepts(bed.mcpUrl, record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record.tokens!.accessToken.reveal()));
   });
 
   it("pre-registered confidential client authenticates with its secret", async () => {
@@ -148,7 +148,7 @@ describe("login against the oidc-provider test bed", () => {
     );
     assert.equal(record.client.tokenEndpointAuthMethod, "client_secret_basic");
     assert.equal(record.client.clientSecret?.reveal(), client.client_secret);
-    assert.ok(await mcpAccepts(bed.mcpUrl, record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record.tokens!.accessToken.reveal()));
     // A wrong secret is refused at the code exchange, and nothing is stored.
     await rejectsWith(
       login(
@@ -182,7 +182,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(record.tokens!.refreshToken, undefined);
     assert.equal(summary.humanNeededAt, null);
     assert.deepEqual(summary.warnings, []);
-    assert.ok(await mcpAccepts(bed.mcpUrl, record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record.tokens!.accessToken.reveal()));
     const again = await clientCredentialsGrant(record, { clock: systemClock });
     assert.ok(again.tokens.accessToken);
     assert.equal(bed.as.counters.grantsSucceeded.client_credentials, 2);
@@ -193,7 +193,7 @@ describe("login against the oidc-provider test bed", () => {
     assert.equal(bed.as.counters.registrations, 1);
     assert.equal(record.client.kind, "dynamic");
     assert.ok(record.client.clientSecret);
-    assert.ok(await mcpAccepts(bed.mcpUrl, record));
+    assert.ok(await mcpAccepts(bed.mcpUrl, record.tokens!.accessToken.reveal()));
   });
 
   it("re-login replaces tokens, clears the reauth state and keeps settings", async () => {

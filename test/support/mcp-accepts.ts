@@ -1,11 +1,9 @@
 /** The MCP server's own verdict on an access token: an `initialize` with it must succeed. */
-import type { ConnectorRecord } from "../../src/core/record.js";
-
-export async function mcpAccepts(mcpUrl: string, record: ConnectorRecord): Promise<boolean> {
+export async function mcpAccepts(mcpUrl: string, accessToken: string): Promise<boolean> {
   const res = await fetch(mcpUrl, {
     method: "POST",
     headers: {
-      authorization: `Bearer ${record.tokens!.accessToken.reveal()}`,
+      authorization: `Bearer ${accessToken}`,
       "content-type": "application/json",
       accept: "application/json, text/event-stream",
     },
