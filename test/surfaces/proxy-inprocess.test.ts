@@ -16,7 +16,7 @@ import {
 } from "../../src/manager/refresh-policy.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
-import { type ProxyHandle, startProxy } from "../../src/surfaces/proxy.js";
+import { type ProxyHandle, startProxy } from "../../src/surfaces/proxy/proxy.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
 import { textOf } from "./proxy-harness.js";

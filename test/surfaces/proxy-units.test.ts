@@ -10,15 +10,15 @@ import { parseHeaders, proxyCommand } from "../../src/cli/commands/proxy.js";
 import type { CliContext } from "../../src/cli/context.js";
 import { systemClock } from "../../src/core/clock.js";
 import { ConfigError, ReauthRequiredError } from "../../src/core/errors.js";
-import { watchBody } from "../../src/surfaces/proxy-body.js";
-import { configSnippet } from "../../src/surfaces/proxy-config.js";
+import { watchBody } from "../../src/surfaces/proxy/body.js";
+import { configSnippet } from "../../src/surfaces/proxy/config.js";
 import {
   classifyUpstreamError,
   errorResponse,
   lossError,
   PROXY_ERROR,
-} from "../../src/surfaces/proxy-errors.js";
-import { PendingRequests } from "../../src/surfaces/proxy-pending.js";
+} from "../../src/surfaces/proxy/errors.js";
+import { PendingRequests } from "../../src/surfaces/proxy/pending.js";
 
 const where = "https://mcp.example.test/mcp";
 

@@ -15,13 +15,13 @@ import {
 import type { ConnectorRecord } from "../../core/record.js";
 import { canonicalServerUri } from "../../oauth/discovery.js";
 import type { Store } from "../../store/types.js";
-import { type ResolvedTarget, runProxy, type TransportChoice } from "../../surfaces/proxy.js";
 import {
   CLIENT_KINDS,
   type ClientKind,
   configSnippet,
   type SnippetInput,
-} from "../../surfaces/proxy-config.js";
+} from "../../surfaces/proxy/config.js";
+import { type ResolvedTarget, runProxy, type TransportChoice } from "../../surfaces/proxy/proxy.js";
 import { skipRecordJson } from "../../surfaces/skip-record.js";
 import { interactiveCommand, type ParsedFlags, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";

@@ -20,7 +20,7 @@
 import type { Readable, Writable } from "node:stream";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
-import type { Clock } from "../core/clock.js";
+import type { Clock } from "../../core/clock.js";
 import {
   EXIT,
   exitCodeFor,
@@ -28,27 +28,27 @@ import {
   type ReauthReason,
   ReauthRequiredError,
   type TokenkeeperError,
-} from "../core/errors.js";
-import type { ConnectorRecord } from "../core/record.js";
-import { scrubText } from "../core/secret.js";
-import type { TokenkeeperEvent } from "../manager/events.js";
+} from "../../core/errors.js";
+import type { ConnectorRecord } from "../../core/record.js";
+import { scrubText } from "../../core/secret.js";
+import type { TokenkeeperEvent } from "../../manager/events.js";
 import {
   DEFAULT_REFRESH_AHEAD_MS,
   expiryMarginMs,
   type RetryPolicy,
   refreshWindowMs,
-} from "../manager/refresh-policy.js";
-import type { TokenManager } from "../manager/token-manager.js";
-import type { FetchLike } from "../oauth/http.js";
-import { createAuthFetch } from "./auth-fetch.js";
-import type { Notifier } from "./notify.js";
-import { knownRefreshTokenExpiry } from "./preflight.js";
-import { describeProblem, errorResponse, lossError, PROXY_ERROR, type RequestId } from "./proxy-errors.js";
-import { PendingRequests } from "./proxy-pending.js";
-import { type TransportChoice, Upstream } from "./proxy-upstream.js";
-import { type SkipRecord, skippedRecord } from "./skip-record.js";
+} from "../../manager/refresh-policy.js";
+import type { TokenManager } from "../../manager/token-manager.js";
+import type { FetchLike } from "../../oauth/http.js";
+import { createAuthFetch } from "../auth-fetch.js";
+import type { Notifier } from "../notify.js";
+import { knownRefreshTokenExpiry } from "../preflight.js";
+import { type SkipRecord, skippedRecord } from "../skip-record.js";
+import { describeProblem, errorResponse, lossError, PROXY_ERROR, type RequestId } from "./errors.js";
+import { PendingRequests } from "./pending.js";
+import { type TransportChoice, Upstream } from "./upstream.js";
 
-export type { TransportChoice } from "./proxy-upstream.js";
+export type { TransportChoice } from "./upstream.js";
 
 export interface ResolvedTarget {
   connector: string;

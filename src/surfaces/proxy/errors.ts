@@ -8,8 +8,8 @@
  * carries the structured record; `message` is written for a human and names the fix.
  */
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { isTokenkeeperError, ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
-import { scrubText } from "../core/secret.js";
+import { isTokenkeeperError, ProtocolError, TokenkeeperError, TransientError } from "../../core/errors.js";
+import { scrubText } from "../../core/secret.js";
 
 /** JSON-RPC error codes of the proxy, documented in docs/proxy.md. */
 export const PROXY_ERROR = {

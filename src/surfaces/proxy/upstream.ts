@@ -21,18 +21,17 @@ import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/s
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
-import type { Clock } from "../core/clock.js";
-import { isTokenkeeperError, ProtocolError, type TokenkeeperError, TransientError } from "../core/errors.js";
-import { backoffDelayMs, type RetryPolicy } from "../manager/refresh-policy.js";
-import { describeUrl, type FetchLike } from "../oauth/http.js";
-import { watchBody } from "./proxy-body.js";
+import type { Clock } from "../../core/clock.js";
 import {
-  classifyUpstreamError,
-  describeProblem,
-  isMalformed,
-  lossError,
-  type RequestId,
-} from "./proxy-errors.js";
+  isTokenkeeperError,
+  ProtocolError,
+  type TokenkeeperError,
+  TransientError,
+} from "../../core/errors.js";
+import { backoffDelayMs, type RetryPolicy } from "../../manager/refresh-policy.js";
+import { describeUrl, type FetchLike } from "../../oauth/http.js";
+import { watchBody } from "./body.js";
+import { classifyUpstreamError, describeProblem, isMalformed, lossError, type RequestId } from "./errors.js";
 
 export type TransportChoice = "streamable-http" | "sse" | "auto";
 type TransportKind = "streamable-http" | "sse";

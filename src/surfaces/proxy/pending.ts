@@ -3,7 +3,7 @@
  * for days holds only what is in flight, and past the limit new requests are refused at once
  * (the client gets an error) rather than queued without end.
  */
-import type { RequestId } from "./proxy-errors.js";
+import type { RequestId } from "./errors.js";
 
 export interface PendingRequest {
   id: RequestId;
