@@ -265,7 +265,7 @@ async function main(): Promise<void> {
       await stdioMode(
         "tokenkeeper",
         process.execPath,
-        ["--import", "tsx", join(REPO, "src/cli/main.ts"), "proxy", "bench"],
+        ["--import", "tsx", join(REPO, "src/cli/bin.ts"), "proxy", "bench"],
         {
           TOKENKEEPER_HOME: join(home, "tokenkeeper"),
         },

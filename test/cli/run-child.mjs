@@ -24,7 +24,7 @@ const { values } = parseArgs({
   },
 });
 
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+const MAIN = fileURLToPath(new URL("../../src/cli/bin.ts", import.meta.url));
 const mark = (line) => values.marker && appendFileSync(values.marker, `${line}\n`);
 
 if (values["sigterm-exit"]) {

@@ -1,7 +1,7 @@
 /**
  * Harness for the unattended commands (ensure, run, keepalive, status, token): a test bed, a
  * private file store with authorized connectors, the CLI in-process with captured output, or as a
- * real child process (`node --import tsx src/cli/main.ts …`) when signals and env matter.
+ * real child process (`node --import tsx src/cli/bin.ts …`) when signals and env matter.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -18,7 +18,7 @@ import { startTestBed, type TestBed, type TestBedOptions } from "../bed/index.js
 import { connectTestBed } from "../support/connect.js";
 import { runCliInProcess } from "../support/run-cli.js";
 
-export const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+export const MAIN = fileURLToPath(new URL("../../src/cli/bin.ts", import.meta.url));
 /** How a child process runs the CLI (no build step). */
 export const CLI = [process.execPath, "--import", "tsx", MAIN] as const;
 

@@ -33,7 +33,7 @@ describe("package entry points", () => {
     }
   });
 
-  it("the tokenkeeper bin points at the CLI", () => {
-    assert.equal(pkg.bin.tokenkeeper, "./dist/src/cli/main.js");
+  it("the tokenkeeper bin points at the CLI executable", () => {
+    assert.equal(pkg.bin.tokenkeeper, "./dist/src/cli/bin.js");
   });
 });
