@@ -2,7 +2,7 @@
 // with Node's built-in test runner through the tsx loader. A script, not a shell glob,
 // because npm runs scripts with sh, where ** is not recursive.
 import { spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const args = process.argv.slice(2);
@@ -21,7 +21,21 @@ function collect(path, out) {
   return out;
 }
 
-const files = (roots.length ? roots : ["src", "test"]).flatMap((r) => collect(r, [])).sort();
+/** A file whose header comment says `@slow` runs for tens of seconds of real time. */
+function isSlow(path) {
+  const fd = openSync(path, "r");
+  try {
+    const head = Buffer.alloc(2048);
+    return head.toString("utf8", 0, readSync(fd, head, 0, head.length, 0)).includes("@slow");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// Slow files start first: with two workers, a long file started last would run alone at the end.
+const all = (roots.length ? roots : ["src", "test"]).flatMap((r) => collect(r, [])).sort();
+const slow = new Set(all.filter(isSlow));
+const files = [...slow, ...all.filter((f) => !slow.has(f))];
 if (files.length === 0) {
   console.error("no test files found");
   process.exit(1);

@@ -7,6 +7,8 @@
  * The command is test/cli/run-child.mjs: a real MCP client that fetches a token for every
  * request from the run (its endpoint, or `tokenkeeper token`) and calls the bed's `echo` tool.
  * Access tokens live 3 s here, so the runs below outlive several of them.
+ *
+ * @slow: the test runner starts it first so it overlaps the rest of the suite.
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";

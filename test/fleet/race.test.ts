@@ -4,6 +4,8 @@
  * all waking at the same moment at each of several expiries. Refresh tokens rotate on every use
  * and a reuse revokes the whole grant, so the authorization server's own counters are the
  * verdict: exactly one refresh grant per expiry, not one rejected refresh token.
+ *
+ * @slow: the test runner starts it first so it overlaps the rest of the suite.
  */
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
