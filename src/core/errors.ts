@@ -3,7 +3,7 @@
  * and JSON; nothing matches on message text. Messages never contain a secret: callers pass
  * server text through scrubText() before it reaches a message or a field.
  */
-import { scrubText } from "./secret.js";
+import { redact, scrubText } from "./secret.js";
 
 export type ErrorCode =
   | "reauth_required"
@@ -234,29 +234,79 @@ export const EXIT = {
   config: 78,
 } as const;
 
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export interface ErrorKind {
+  /** The process exit code (README "Exit codes"). */
+  exit: ExitCode;
+  /**
+   * Whether trying again later, unchanged, may succeed: the server or store is failing, a lock is
+   * busy, a write lost a race. Never true when a human or a configuration change is needed.
+   */
+  retryable: boolean;
+}
+
+/**
+ * The one table from an error code to what it means outside the process: exit code and
+ * retryability. The CLI's exit codes and `--json` errors, skip records, the proxy's JSON-RPC
+ * errors and the token endpoint's HTTP statuses are all read from here.
+ */
+export const ERROR_KINDS: Readonly<Record<ErrorCode, ErrorKind>> = {
+  reauth_required: { exit: EXIT.reauth, retryable: false },
+  insufficient_scope: { exit: EXIT.reauth, retryable: false },
+  transient: { exit: EXIT.transient, retryable: true },
+  store_unavailable: { exit: EXIT.transient, retryable: true },
+  lock_timeout: { exit: EXIT.transient, retryable: true },
+  conflict: { exit: EXIT.transient, retryable: true },
+  protocol_error: { exit: EXIT.protocol, retryable: false },
+  store_corrupt: { exit: EXIT.ioError, retryable: false },
+  store_permission: { exit: EXIT.ioError, retryable: false },
+  invalid_config: { exit: EXIT.config, retryable: false },
+  not_found: { exit: EXIT.config, retryable: false },
+  insecure_endpoint: { exit: EXIT.config, retryable: false },
+  store_key: { exit: EXIT.config, retryable: false },
+  login_failed: { exit: EXIT.config, retryable: false },
+  cancelled: { exit: EXIT.failure, retryable: false },
+};
+
+/** What an unexpected (untyped) error means: a bug, not worth retrying. */
+const INTERNAL: ErrorKind = { exit: EXIT.failure, retryable: false };
+
+export function errorKindOf(error: unknown): ErrorKind {
+  return error instanceof TokenkeeperError ? ERROR_KINDS[error.code] : INTERNAL;
+}
+
 export function exitCodeFor(error: unknown): number {
-  if (!(error instanceof TokenkeeperError)) return EXIT.failure;
-  switch (error.code) {
-    case "reauth_required":
-    case "insufficient_scope":
-      return EXIT.reauth;
-    case "transient":
-    case "store_unavailable":
-    case "lock_timeout":
-    case "conflict":
-      return EXIT.transient;
-    case "protocol_error":
-      return EXIT.protocol;
-    case "store_corrupt":
-    case "store_permission":
-      return EXIT.ioError;
-    case "invalid_config":
-    case "not_found":
-    case "insecure_endpoint":
-    case "store_key":
-    case "login_failed":
-      return EXIT.config;
-    case "cancelled":
-      return EXIT.failure;
+  return errorKindOf(error).exit;
+}
+
+/** Whether trying again later, unchanged, may succeed (see ErrorKind.retryable). */
+export function isRetryable(error: unknown): boolean {
+  return errorKindOf(error).retryable;
+}
+
+/** The JSON form of any error, as `--json` prints it under `"error"`: stable code, retryability, fields. */
+export interface ErrorJson {
+  code: ErrorCode | "internal";
+  message: string;
+  retryable: boolean;
+  [field: string]: unknown;
+}
+
+/**
+ * The one JSON shape for an error. Fields are redacted and the message scrubbed; the stable
+ * `code` is set after the fields (an OAuth "code" field would be a secret, our error code is not).
+ */
+export function errorJson(error: unknown): ErrorJson {
+  if (error instanceof TokenkeeperError) {
+    const fields = redact(error.fields) as Record<string, unknown>;
+    return {
+      ...fields,
+      code: error.code,
+      message: scrubText(error.message, 1000),
+      retryable: ERROR_KINDS[error.code].retryable,
+    };
   }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: "internal", message: scrubText(message), retryable: false };
 }

@@ -8,7 +8,13 @@
  * (error messages are already scrubbed by the error classes).
  */
 import { z } from "zod";
-import { EXIT, exitCodeFor, type ReauthRequiredError, TokenkeeperError } from "../core/errors.js";
+import {
+  EXIT,
+  exitCodeFor,
+  isRetryable,
+  type ReauthRequiredError,
+  TokenkeeperError,
+} from "../core/errors.js";
 import { scrubText } from "../core/secret.js";
 
 export const SKIP_STATUSES = ["ready", "skipped", "degraded"] as const;
@@ -117,7 +123,7 @@ export function skippedRecord(connector: string, error: unknown, times: RecordTi
       reauth?.reason ?? (typeof error.fields.reason === "string" ? error.fields.reason : error.code);
     const action =
       reauth?.action ??
-      (typeof error.fields.action === "string" ? error.fields.action : actionFor(error.code, connector));
+      (typeof error.fields.action === "string" ? error.fields.action : actionFor(error, connector));
     return {
       ...base(connector, times),
       status: "skipped",
@@ -140,13 +146,9 @@ export function skippedRecord(connector: string, error: unknown, times: RecordTi
   };
 }
 
-function actionFor(code: string, connector: string): string | null {
-  switch (code) {
-    case "transient":
-    case "store_unavailable":
-    case "lock_timeout":
-    case "conflict":
-      return "none now: the server or store is failing; the next scheduled run retries";
+function actionFor(error: TokenkeeperError, connector: string): string | null {
+  if (isRetryable(error)) return "none now: the server or store is failing; the next scheduled run retries";
+  switch (error.code) {
     case "not_found":
       return `run \`tokenkeeper login <mcp-server-url> --name ${connector}\`, or fix the connector name`;
     case "invalid_config":

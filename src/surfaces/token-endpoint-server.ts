@@ -24,6 +24,7 @@ import {
   type ErrorCode,
   EXIT,
   exitCodeFor,
+  isRetryable,
   isTokenkeeperError,
   ProtocolError,
   TokenkeeperError,
@@ -204,10 +205,10 @@ function sendError(
     expiresAt: record?.tokens?.expiresAt ?? null,
     refreshTokenExpiresAt: record ? knownRefreshTokenExpiry(record) : null,
   });
-  const code = isTokenkeeperError(error) ? error.code : "internal";
   send(res, status, {
     error: {
-      code,
+      code: skip.code,
+      retryable: isRetryable(error),
       message: skip.detail,
       ...(skip.reason ? { reason: skip.reason } : {}),
       ...(skip.action ? { action: skip.action } : {}),

@@ -8,7 +8,14 @@
  * carries the structured record; `message` is written for a human and names the fix.
  */
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { isTokenkeeperError, ProtocolError, TokenkeeperError, TransientError } from "../../core/errors.js";
+import {
+  EXIT,
+  errorKindOf,
+  isTokenkeeperError,
+  ProtocolError,
+  TokenkeeperError,
+  TransientError,
+} from "../../core/errors.js";
 import { scrubText } from "../../core/secret.js";
 
 /** JSON-RPC error codes of the proxy, documented in docs/proxy.md. */
@@ -33,19 +40,16 @@ export interface JsonRpcErrorResponse {
   error: { code: number; message: string; data?: unknown };
 }
 
+/** The JSON-RPC code for an error, read from its kind in the error table (src/core/errors.ts). */
 export function rpcCodeFor(error: TokenkeeperError): number {
-  switch (error.code) {
-    case "reauth_required":
-    case "insufficient_scope":
+  switch (errorKindOf(error).exit) {
+    case EXIT.reauth:
       return PROXY_ERROR.reauthRequired;
-    case "transient":
-    case "store_unavailable":
-    case "lock_timeout":
-    case "conflict":
+    case EXIT.transient:
       return PROXY_ERROR.unavailable;
-    case "protocol_error":
+    case EXIT.protocol:
       return PROXY_ERROR.badResponse;
-    case "cancelled":
+    case EXIT.failure:
       return PROXY_ERROR.refused;
     default:
       return PROXY_ERROR.config;

@@ -24,6 +24,7 @@ import type { Clock } from "../../core/clock.js";
 import {
   EXIT,
   exitCodeFor,
+  isRetryable,
   isTokenkeeperError,
   type ReauthReason,
   ReauthRequiredError,
@@ -370,7 +371,7 @@ class StdioProxy {
       await this.#manager.getAccessToken(this.#target.connector);
     } catch (error) {
       const typed = this.#typed(error);
-      if (typed.code === "transient" || typed.code === "store_unavailable" || typed.code === "lock_timeout") {
+      if (isRetryable(typed)) {
         // The token endpoint or store is having a moment: requests will retry through the fetch path.
         if (this.#target && this.#state.kind !== "reauth") {
           this.#log(`could not get a token yet (${typed.message}); requests will retry`);
