@@ -7,10 +7,14 @@ export { formatDuration, parseDuration } from "./core/duration.js";
 export {
   ConfigError,
   ConflictError,
+  ERROR_KINDS,
   type ErrorCode,
+  type ErrorKind,
   EXIT,
+  errorJson,
   exitCodeFor,
   InsufficientScopeError,
+  isRetryable,
   isTokenkeeperError,
   LockTimeoutError,
   NotFoundError,
@@ -44,6 +48,19 @@ export { FileStore, type FileStoreOptions } from "./store/file-store.js";
 export { MemoryStore } from "./store/memory-store.js";
 export { migrateStore, type OpenStoreOptions, openStore } from "./store/open-store.js";
 export { defaultStateDir } from "./store/state-dir.js";
+export {
+  type CopyStoreReport,
+  copyStore,
+  describeStore,
+  type InitReport,
+  initStore,
+  type RotateReport,
+  type RotationStep,
+  rotateStoreKey,
+  type StoreAdminOptions,
+  type StoreInfo,
+} from "./store/store-admin.js";
+export { parseStoreUrl, type StoreKind, type StoreUrl } from "./store/store-url.js";
 export type { LockOptions, Store, StoredRecord, StoreLock } from "./store/types.js";
 export { updateRecord } from "./store/update.js";
 export { type AuthFetchOptions, createAuthFetch } from "./surfaces/auth-fetch.js";

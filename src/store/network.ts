@@ -1,6 +1,6 @@
 /**
- * What the network stores (Redis, PostgreSQL) share: how their URLs carry Tokenkeeper's own
- * parameters and are shown without a password, the record codec they seal with, the lease lock
+ * What the network stores (Redis, PostgreSQL) share (their URLs are parsed in store-url.ts):
+ * the record codec they seal with, the lease lock
  * and its polling loop, the errors for a missing key or a missing driver, and NetworkStoreBase,
  * which builds the Store contract on the few primitives each server provides. One place, so the
  * two backends cannot drift apart on anything a user sees.
@@ -18,62 +18,6 @@ import {
   Sealer,
 } from "./sealing.js";
 import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
-
-// ---- URLs -----------------------------------------------------------------------------------
-
-export interface StoreUrlSpec {
-  /** "Redis", "PostgreSQL": for messages. */
-  label: string;
-  /** Accepted protocols, with the colon: `["redis:", "rediss:"]`. */
-  protocols: readonly string[];
-  /** An example for the "not a valid URL" message. */
-  example: string;
-}
-
-/** Parses a store URL. ConfigError without echoing the text (it may hold a password). */
-export function parseStoreUrl(text: string, spec: StoreUrlSpec): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new ConfigError(`the ${spec.label} store URL is not a valid URL (expected ${spec.example})`);
-  }
-  if (!spec.protocols.includes(url.protocol)) {
-    const accepted = spec.protocols.map((p) => `${p}//`).join(" or ");
-    throw new ConfigError(`a ${spec.label} store URL starts with ${accepted}, not ${url.protocol}//`);
-  }
-  return url;
-}
-
-export interface StoreUrlParams {
-  /** Tokenkeeper's own parameters by name (null when absent). */
-  values: Record<string, string | null>;
-  /** The `encrypt=` parameter: null when absent. */
-  encrypt: boolean | null;
-}
-
-/**
- * Takes Tokenkeeper's own query parameters (`names`, plus `encrypt`) out of `url`, so that what
- * is left is exactly what the driver understands. `encrypt` must be `true` or `false`.
- */
-export function takeStoreParams(url: URL, names: readonly string[]): StoreUrlParams {
-  const values: Record<string, string | null> = {};
-  for (const name of names) values[name] = url.searchParams.get(name);
-  const encryptText = url.searchParams.get("encrypt");
-  if (encryptText !== null && encryptText !== "true" && encryptText !== "false") {
-    throw new ConfigError(
-      `store URL parameter encrypt must be true or false, not "${encryptText.slice(0, 20)}"`,
-    );
-  }
-  for (const name of [...names, "encrypt"]) url.searchParams.delete(name);
-  return { values, encrypt: encryptText === null ? null : encryptText === "true" };
-}
-
-/** The user-info part of a redacted URL: `user:***@`, `user@` or nothing. Never the password. */
-export function redactedUserInfo(url: URL): string {
-  const user = url.username;
-  return url.password ? `${user}:***@` : user ? `${user}@` : "";
-}
 
 // ---- sealing --------------------------------------------------------------------------------
 

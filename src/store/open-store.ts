@@ -9,13 +9,13 @@
  * `?encrypt=false` on the URL explicitly stores them unsealed (tests, or a server encrypted by
  * other means). The URL comes from the argument, else TOKENKEEPER_STORE, else the state dir.
  */
-import { fileURLToPath } from "node:url";
 import { type Clock, systemClock } from "../core/clock.js";
-import { ConfigError, ConflictError } from "../core/errors.js";
+import { ConflictError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
 import { PostgresStore } from "./postgres-store.js";
 import { RedisStore } from "./redis-store.js";
 import { type Keyring, loadKeyring, type RotationReport } from "./sealing.js";
+import { parseStoreUrl } from "./store-url.js";
 import type { Store } from "./types.js";
 
 export interface OpenStoreOptions {
@@ -23,6 +23,8 @@ export interface OpenStoreOptions {
   clock?: Clock;
   /** Overrides the keyring that would be loaded from `env`. */
   keyring?: Keyring | null;
+  /** Overrides the URL's `encrypt=` (false: open a network store unsealed, e.g. to list names). */
+  encrypt?: boolean;
 }
 
 /** What `tokenkeeper store init` and `rotate-key` need beyond the Store contract. */
@@ -44,45 +46,23 @@ export async function openStore(url: string | undefined, options: OpenStoreOptio
     const { defaultStateDir } = await import("./state-dir.js");
     return openFileStore(defaultStateDir(env), clock);
   }
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(target)?.[1]?.toLowerCase();
-  switch (scheme) {
-    case "file": {
-      let dir: string;
-      try {
-        dir = fileURLToPath(target);
-      } catch {
-        throw new ConfigError("a file store URL is file:///absolute/path");
-      }
-      return openFileStore(dir, clock);
-    }
-    case "redis":
-    case "rediss":
-      return new RedisStore({ url: target, clock, keyring: await keyringFor(target, options, env) });
-    case "postgres":
-    case "postgresql":
-      return new PostgresStore({ url: target, clock, keyring: await keyringFor(target, options, env) });
-    default:
-      throw new ConfigError(
-        `unknown store URL scheme${scheme ? ` "${scheme}:"` : ""}: use file:///dir, redis://host:port/db, rediss://…, ` +
-          "postgres://user@host/db or postgresql://…",
-      );
-  }
+  const parsed = parseStoreUrl(target);
+  if (parsed.kind === "file") return openFileStore(parsed.dir, clock);
+  // The store and the keyring decision read the same parsed URL: they cannot disagree.
+  const sealed = options.encrypt ?? parsed.sealed;
+  const keyring = options.keyring !== undefined ? options.keyring : sealed ? await loadKeyring(env) : null;
+  const storeOptions = {
+    url: target,
+    clock,
+    keyring,
+    ...(options.encrypt !== undefined ? { encrypt: options.encrypt } : {}),
+  };
+  return parsed.kind === "redis" ? new RedisStore(storeOptions) : new PostgresStore(storeOptions);
 }
 
 async function openFileStore(dir: string, clock: Clock): Promise<Store> {
   const { FileStore } = await import("./file-store.js");
   return new FileStore({ dir, clock });
-}
-
-/** The keyring, loaded only when the URL does not opt out of sealing. */
-async function keyringFor(
-  url: string,
-  options: OpenStoreOptions,
-  env: Record<string, string | undefined>,
-): Promise<Keyring | null> {
-  if (options.keyring !== undefined) return options.keyring;
-  if (/[?&]encrypt=false(&|$)/.test(url)) return null;
-  return loadKeyring(env);
 }
 
 // ---- copying between stores -------------------------------------------------------------------

@@ -24,15 +24,8 @@ import type { Pool, PoolClient, PoolConfig } from "pg";
 import { ConfigError, ConflictError, StoreUnavailableError, TokenkeeperError } from "../core/errors.js";
 import { assertConnectorName } from "../core/record.js";
 import { type Migration, POSTGRES_MIGRATIONS } from "./migrations/postgres.js";
-import {
-  LazyClient,
-  loadOptionalDriver,
-  NetworkStoreBase,
-  type NetworkStoreOptions,
-  parseStoreUrl,
-  redactedUserInfo,
-  takeStoreParams,
-} from "./network.js";
+import { LazyClient, loadOptionalDriver, NetworkStoreBase, type NetworkStoreOptions } from "./network.js";
+import { parseNetworkStoreUrl, redactedUserInfo } from "./store-url.js";
 
 export const DEFAULT_POSTGRES_SCHEMA = "public";
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -67,15 +60,15 @@ export class PostgresStore extends NetworkStoreBase {
   readonly #pool = new LazyClient(() => this.#createPool(), this.location);
 
   constructor(options: PostgresStoreOptions) {
-    const url = parseStoreUrl(options.url, POSTGRES_URL_SPEC);
-    const params = takeStoreParams(url, ["schema"]);
-    const schema = options.schema ?? params.values.schema ?? DEFAULT_POSTGRES_SCHEMA;
+    const parsed = parseNetworkStoreUrl(options.url, "postgres");
+    const url = parsed.driverUrl;
+    const schema = options.schema ?? parsed.params.schema ?? DEFAULT_POSTGRES_SCHEMA;
     if (!SCHEMA_NAME.test(schema)) {
       throw new ConfigError(
         `PostgreSQL schema "${schema.slice(0, 80)}" is not a plain lower-case identifier (letters, digits, _)`,
       );
     }
-    super(redactPostgresUrl(url, schema), options, params.encrypt);
+    super(redactPostgresUrl(url, schema), options, parsed.encrypt);
     this.schema = schema;
     this.#connectionString = url.toString();
     const s = `"${schema}"`;
@@ -296,12 +289,6 @@ export class PostgresStore extends NetworkStoreBase {
     return pool;
   }
 }
-
-const POSTGRES_URL_SPEC = {
-  label: "PostgreSQL",
-  protocols: ["postgres:", "postgresql:"],
-  example: "postgres://user@host:port/db",
-};
 
 function loadDriver(): Promise<{ Pool: typeof Pool }> {
   return loadOptionalDriver(

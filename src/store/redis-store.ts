@@ -28,15 +28,8 @@ import {
   TokenkeeperError,
 } from "../core/errors.js";
 import { assertConnectorName } from "../core/record.js";
-import {
-  LazyClient,
-  loadOptionalDriver,
-  NetworkStoreBase,
-  type NetworkStoreOptions,
-  parseStoreUrl,
-  redactedUserInfo,
-  takeStoreParams,
-} from "./network.js";
+import { LazyClient, loadOptionalDriver, NetworkStoreBase, type NetworkStoreOptions } from "./network.js";
+import { parseNetworkStoreUrl, redactedUserInfo } from "./store-url.js";
 
 export const DEFAULT_REDIS_PREFIX = "tokenkeeper:";
 
@@ -101,11 +94,11 @@ export class RedisStore extends NetworkStoreBase {
   #lastConnectionError: string | null = null;
 
   constructor(options: RedisStoreOptions) {
-    const url = parseStoreUrl(options.url, REDIS_URL_SPEC);
-    const params = takeStoreParams(url, ["prefix"]);
-    const prefix = options.prefix ?? params.values.prefix ?? DEFAULT_REDIS_PREFIX;
+    const parsed = parseNetworkStoreUrl(options.url, "redis");
+    const url = parsed.driverUrl;
+    const prefix = options.prefix ?? parsed.params.prefix ?? DEFAULT_REDIS_PREFIX;
     if (prefix.length === 0) throw new ConfigError("the Redis key prefix must not be empty");
-    super(redactRedisUrl(url, prefix), options, params.encrypt);
+    super(redactRedisUrl(url, prefix), options, parsed.encrypt);
     this.prefix = prefix;
     this.#url = url.toString();
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 2_000;
@@ -267,8 +260,6 @@ export class RedisStore extends NetworkStoreBase {
     return client;
   }
 }
-
-const REDIS_URL_SPEC = { label: "Redis", protocols: ["redis:", "rediss:"], example: "redis://host:port/db" };
 
 function loadDriver(): Promise<{ Redis: typeof Redis }> {
   return loadOptionalDriver(async () => ({ Redis: (await import("ioredis")).Redis }), "ioredis", "Redis");

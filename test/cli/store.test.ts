@@ -150,6 +150,21 @@ describe("tokenkeeper store info", () => {
     assert.match(keyless.stderr, /no key is configured/);
   });
 
+  it("reads a percent-encoded encrypt=false as encrypt=false (no key needed, reported unsealed)", async (t) => {
+    if (!(await requireRedis(t))) return;
+    const c = await cli();
+    const base = scratch.url("redis");
+    const url = `${base}${base.includes("?") ? "&" : "?"}encrypt=%66alse`;
+    const init = await c.run(["store", "init", "--store", url, "--json"]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.equal(init.json?.encrypted, false);
+    assert.equal(init.json?.key, null, "no key file is created for an unsealed store");
+    const r = await c.run(["store", "info", "--store", url, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json?.encrypted, false);
+    assert.deepEqual(r.json?.warnings, []);
+  });
+
   it("fails with store_unavailable (exit 75) naming the store when it is unreachable", async () => {
     const c = await cli();
     const r = await c.run(["store", "info", "--store", "redis://:hunter2@127.0.0.1:1/0", "--json"]);
