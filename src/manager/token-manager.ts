@@ -7,6 +7,7 @@
  */
 import { type Clock, systemClock } from "../core/clock.js";
 import {
+  ConfigError,
   ConflictError,
   LockTimeoutError,
   NotFoundError,
@@ -24,7 +25,7 @@ import {
   refreshGrant,
   TokenEndpointError,
 } from "../oauth/token-endpoint.js";
-import type { Store, StoredRecord } from "../store/types.js";
+import type { Store, StoredRecord, StoreLock } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
 import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
 import { reauthErrorFromRecord } from "./reauth.js";
@@ -48,14 +49,39 @@ export interface TokenManagerOptions {
   /** Timeout of each token-endpoint request (default 10 s). */
   requestTimeoutMs?: number;
   retry?: Partial<RetryPolicy>;
-  /** The cross-process refresh lock: lease (default 30 s) and how long to wait for it (default 20 s). */
-  lock?: { leaseMs?: number; waitMs?: number };
+  /**
+   * The cross-process refresh lock: lease (default 30 s), how long to wait for it (default 20 s),
+   * and the part of the lease kept free after a token request's timeout for saving its result
+   * (default min(5 s, a quarter of the lease)). A token request is sent only while the lease has
+   * more than that margin left, and its timeout is cut to what is left minus the margin.
+   */
+  lock?: { leaseMs?: number; waitMs?: number; marginMs?: number };
   /** Warn when the server's clock differs from ours by more than this (default 30 s). */
   skewWarnMs?: number;
   /** How often a connector in reauth_required state is re-read from the store, to notice a new login (default 1 s). */
   reauthRecheckMs?: number;
   random?: () => number;
   onEvent?: EventListener;
+  /** Test hooks. Not for production use. */
+  hooks?: TokenManagerHooks;
+}
+
+export interface TokenManagerHooks {
+  /**
+   * Runs under the refresh lock right before the lease check that precedes every token request
+   * (refresh or client-credentials grant): a test can pause the process here, as a stall would.
+   */
+  beforeTokenRequest?: (connector: string) => void | Promise<void>;
+}
+
+/** The shortest timeout worth sending a token request with (or the configured one, if shorter). */
+const MIN_REQUEST_MS = 1_000;
+
+/** The lease ran out, or nearly, before a token request could be sent: nothing was sent. */
+class LeaseTooShort extends Error {
+  constructor(readonly leftMs: number) {
+    super(`the refresh lock has ${Math.round(leftMs)} ms left, too little to send a token request`);
+  }
 }
 
 export interface AccessToken {
@@ -100,6 +126,8 @@ export class TokenManager {
   readonly #retry: RetryPolicy;
   readonly #leaseMs: number;
   readonly #lockWaitMs: number;
+  readonly #leaseMarginMs: number;
+  readonly #hooks: TokenManagerHooks;
   readonly #skewWarnMs: number;
   readonly #reauthRecheckMs: number;
   readonly #random: () => number;
@@ -126,6 +154,13 @@ export class TokenManager {
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#leaseMs = options.lock?.leaseMs ?? 30_000;
     this.#lockWaitMs = options.lock?.waitMs ?? 20_000;
+    this.#leaseMarginMs = options.lock?.marginMs ?? Math.min(5_000, this.#leaseMs / 4);
+    if (this.#leaseMs - this.#leaseMarginMs < Math.min(this.#requestTimeoutMs, MIN_REQUEST_MS)) {
+      throw new ConfigError(
+        `the refresh lock's lease (${this.#leaseMs} ms) leaves no time for a token request after its ${this.#leaseMarginMs} ms margin`,
+      );
+    }
+    this.#hooks = options.hooks ?? {};
     this.#skewWarnMs = options.skewWarnMs ?? 30_000;
     this.#reauthRecheckMs = options.reauthRecheckMs ?? 1_000;
     this.#random = options.random ?? Math.random;
@@ -329,6 +364,7 @@ export class TokenManager {
     const deadline = started + this.#retry.deadlineMs;
     let attempt = 0;
     let rereadAfterInvalidGrant = false;
+    let leaseRechecks = 0;
     for (;;) {
       // 1. Another process may have refreshed already: look before taking any lock.
       let stored = await this.#read(connector);
@@ -350,12 +386,21 @@ export class TokenManager {
           if (reauth) throw reauth;
           if (this.#satisfied(stored, options)) return this.#remember(stored);
           // 3. Exactly one refresher reaches the token endpoint.
-          return await this.#grantAndPersist(stored, started);
+          return await this.#grantAndPersist(stored, started, lock);
         } finally {
           await lock.release().catch(() => {});
         }
       } catch (error) {
-        if (error instanceof TokenEndpointError) {
+        // The lease ran out before our request left (we stalled, or the store is slow): another
+        // process may hold the lock now, or have refreshed already. Read again and decide again,
+        // at once: this is not a failure of the server. Bounded, then it counts as one.
+        if (error instanceof LeaseTooShort && ++leaseRechecks <= 3) continue;
+        if (error instanceof LeaseTooShort) {
+          lastError = new TransientError(`could not refresh "${connector}": ${error.message}`, {
+            connector,
+            kind: "lease",
+          });
+        } else if (error instanceof TokenEndpointError) {
           const verdict = classifyOAuthError(error.oauthError);
           if (verdict.kind === "permanent") {
             // RFC 6749 §6 + rotation: our refresh token may have been superseded by another
@@ -410,27 +455,25 @@ export class TokenManager {
     }
   }
 
-  async #grantAndPersist(stored: StoredRecord, started: number): Promise<CacheEntry> {
+  async #grantAndPersist(stored: StoredRecord, started: number, lock: StoreLock): Promise<CacheEntry> {
     const record = stored.record;
-    const deps = {
-      clock: this.clock,
-      timeoutMs: this.#requestTimeoutMs,
-      ...(this.#fetch ? { fetch: this.#fetch } : {}),
-    };
     const unsaved = this.#unsaved.get(record.name);
     this.#unsaved.delete(record.name);
     if (unsaved && sameRefreshToken(record.tokens, unsaved.spent)) {
       // The store still holds the refresh token we already spent: save what the server gave us.
       return this.#persistAndAnnounce(stored, unsaved.next, unsaved.outcome, started);
     }
-    let outcome: GrantOutcome;
-    if (record.grant === "client_credentials") {
-      outcome = await clientCredentialsGrant(record, deps);
-    } else if (record.tokens?.refreshToken) {
-      outcome = await refreshGrant(record, deps);
-    } else {
-      throw await this.#enterReauth(stored, "no_refresh_token", {});
-    }
+    const refreshable = record.grant === "client_credentials" || record.tokens?.refreshToken;
+    if (!refreshable) throw await this.#enterReauth(stored, "no_refresh_token", {});
+    const deps = {
+      clock: this.clock,
+      timeoutMs: await this.#requestTimeoutUnder(lock),
+      ...(this.#fetch ? { fetch: this.#fetch } : {}),
+    };
+    const outcome =
+      record.grant === "client_credentials"
+        ? await clientCredentialsGrant(record, deps)
+        : await refreshGrant(record, deps);
 
     const now = this.clock.now();
     const next: ConnectorRecord = {
@@ -452,6 +495,24 @@ export class TokenManager {
     delete next.state.notifiedAt;
 
     return this.#persistAndAnnounce(stored, next, outcome, started);
+  }
+
+  /**
+   * The timeout for a token request sent now under `lock`; LeaseTooShort when none may be sent.
+   * The store's version fences our *write*, not our *request*: a holder that stalled past its
+   * lease (SIGSTOP, GC, a suspended VM) and then sent the refresh token would present one the
+   * next holder already spent, and a rotating server revokes the whole grant on that reuse. So,
+   * as the last step before sending, ask the store itself how much of the lease is left (our own
+   * clock cannot see a take-over): the request and the save of its result must both end before
+   * the lease does. The timeout is cut to fit, so we stop waiting for a slow answer while the
+   * lease is still ours (an answer the server sent after that is lost: see "Known limit").
+   */
+  async #requestTimeoutUnder(lock: StoreLock): Promise<number> {
+    await this.#hooks.beforeTokenRequest?.(lock.name);
+    const leftMs = await lock.remainingMs();
+    const timeoutMs = Math.min(this.#requestTimeoutMs, leftMs - this.#leaseMarginMs);
+    if (timeoutMs < Math.min(this.#requestTimeoutMs, MIN_REQUEST_MS)) throw new LeaseTooShort(leftMs);
+    return timeoutMs;
   }
 
   async #persistAndAnnounce(

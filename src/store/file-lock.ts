@@ -34,7 +34,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, rmdir, unlink, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rename, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
@@ -169,6 +169,15 @@ async function look(path: string, clock: Clock): Promise<Look> {
   const self = { hostname: THIS_HOST, pid: process.pid, owns: (t: string) => ownTokens.has(t) };
   const verdict = judgeHolder(holder, clock.now(), self, isProcessAlive);
   return { state: "held", file, holder, verdict };
+}
+
+/**
+ * Whether the lock at `path` is held by a holder that still counts (its lease running, its
+ * process alive): "live", else "free" (absent, empty, or a holder that would be taken over).
+ */
+export async function lockState(path: string, clock: Clock): Promise<"live" | "free"> {
+  const seen = await look(path, clock);
+  return seen.state === "held" && seen.verdict === "live" ? "live" : "free";
 }
 
 /** The holder of the lock at `path`, or null when it is free (for status displays; racy by nature). */
@@ -318,6 +327,22 @@ export class FileLock implements StoreLock {
    */
   held(): boolean {
     return this.#clock.now() < this.expiresAt && existsSync(this.#tokenFile);
+  }
+
+  /**
+   * The lease left by the lock file itself: 0 once our file is gone (a waiter judged us stale and
+   * took over, or we released). The end is the one written in our file, which is what every
+   * waiter judges us by.
+   */
+  async remainingMs(): Promise<number> {
+    const left = this.expiresAt - this.#clock.now();
+    if (left <= 0) return 0;
+    try {
+      await access(this.#tokenFile);
+    } catch {
+      return 0;
+    }
+    return Math.max(0, this.expiresAt - this.#clock.now());
   }
 
   async release(): Promise<void> {

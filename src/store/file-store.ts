@@ -18,7 +18,7 @@
  * N could both rename their file into place, and both believe they wrote N+1.
  */
 import { constants, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { access, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
@@ -32,7 +32,7 @@ import {
 } from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord, parseRecord, serializeRecord } from "../core/record.js";
 import { atomicWrite, fsyncDirectory, parseTempName } from "./atomic-write.js";
-import { acquireFileLock, type FileLock, isProcessAlive } from "./file-lock.js";
+import { acquireFileLock, type FileLock, isProcessAlive, lockState, readLockHolder } from "./file-lock.js";
 import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
 export interface FileStoreOptions {
@@ -56,6 +56,11 @@ export interface FileStoreHooks {
  */
 const WRITE_LEASE_MS = 30_000;
 const DEFAULT_WRITE_WAIT_MS = 10_000;
+/**
+ * How long a refresher waits, before sending, for another process's write to the same connector
+ * to end. A write takes milliseconds; one still running after this has stalled.
+ */
+const WRITE_CHECK_WAIT_MS = 2_000;
 /** A temp file of a dead writer is removed once it is this old: never a write still in flight. */
 const TEMP_SWEEP_AGE_MS = 60_000;
 
@@ -341,7 +346,7 @@ export class FileStore implements Store {
   async lock(name: string, options: LockOptions): Promise<StoreLock> {
     assertConnectorName(name);
     await this.#prepare();
-    return acquireFileLock(join(this.#locks, `${name}.lock`), name, {
+    const lock = await acquireFileLock(join(this.#locks, `${name}.lock`), name, {
       ...options,
       clock: this.#clock,
       timeoutError: (holder) =>
@@ -353,6 +358,13 @@ export class FileStore implements Store {
             : {}),
         }),
     });
+    return {
+      name,
+      expiresAt: lock.expiresAt,
+      held: () => lock.held(),
+      release: () => lock.release(),
+      remainingMs: () => this.#saveableWithin(name, lock),
+    };
   }
 
   async close(): Promise<void> {}
@@ -401,6 +413,51 @@ export class FileStore implements Store {
       if (error instanceof StoreCorruptError) return { kind: "corrupt", error };
       throw error;
     }
+  }
+
+  /**
+   * The refresh lock's lease left, once we know a write could be saved now. The result of a
+   * refresh is saved under the connector's write lock, which another process holds for the
+   * milliseconds of its own write; one that has held it for longer has stalled (paused, or hung
+   * on a dead disk) and would keep our save waiting past our lease. A refresh must not be sent
+   * when its result cannot be saved, so that is a StoreUnavailableError here, before the token
+   * request, not after it.
+   */
+  async #saveableWithin(name: string, lock: FileLock): Promise<number> {
+    if ((await lock.remainingMs()) === 0) return 0;
+    const path = join(this.#locks, `${name}.write`);
+    const deadline = this.#clock.now() + WRITE_CHECK_WAIT_MS;
+    for (
+      let pollMs = 5;
+      (await lockState(path, this.#clock)) === "live";
+      pollMs = Math.min(100, pollMs * 2)
+    ) {
+      const left = deadline - this.#clock.now();
+      if (left <= 0) {
+        const holder = await readLockHolder(path).catch(() => null);
+        throw new StoreUnavailableError(
+          `another process${holder ? ` (pid ${holder.pid} on ${holder.hostname})` : ""} has held the write lock of connector "${name}" ` +
+            `for more than ${WRITE_CHECK_WAIT_MS} ms; a refresh now could not be saved, so none was sent`,
+          {
+            store: this.location,
+            connector: name,
+            lockFile: path,
+            ...(holder ? { holderPid: holder.pid } : {}),
+          },
+        );
+      }
+      await this.#clock.sleep(Math.min(pollMs, left));
+    }
+    try {
+      await access(this.#connectors, constants.W_OK);
+    } catch {
+      throw new StorePermissionError(
+        `${this.#connectors} is not writable by the current user; a refresh now could not be saved, so none was sent. ` +
+          `Fix: \`chmod 700 ${sh(this.#connectors)}\` as its owner`,
+        { file: this.#connectors },
+      );
+    }
+    return lock.remainingMs();
   }
 
   async #withWriteMutex<T>(name: string, run: (mutex: FileLock) => Promise<T>): Promise<T> {

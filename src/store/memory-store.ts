@@ -77,6 +77,8 @@ export class MemoryStore implements Store {
       name,
       expiresAt: entry.expiresAt,
       held: () => locks.get(name)?.id === entry.id && clock.now() < entry.expiresAt,
+      remainingMs: async () =>
+        locks.get(name)?.id === entry.id ? Math.max(0, entry.expiresAt - clock.now()) : 0,
       release: async () => {
         if (locks.get(name)?.id === entry.id) locks.delete(name);
       },

@@ -211,6 +211,11 @@ export abstract class NetworkStoreBase implements Store {
   ): Promise<number | null>;
   /** Removes the lease on `name` only if `token` still owns it. */
   protected abstract dropLease(name: string, token: string): Promise<void>;
+  /**
+   * How long the lease on `name` is still `token`'s, by the server's own reckoning (ms; 0 or less
+   * when it ran out or belongs to someone else).
+   */
+  protected abstract leaseLeft(name: string, token: string): Promise<number>;
 
   async get(name: string): Promise<StoredRecord | null> {
     assertConnectorName(name);
@@ -244,7 +249,8 @@ export abstract class NetworkStoreBase implements Store {
   /**
    * `expiresAt` is the lease end by the server's clock; `held()` uses our own clock from the
    * moment we sent the request, which ends no later than the server's lease whatever the skew
-   * between the two clocks.
+   * between the two clocks. `remainingMs()` asks the server, and so also sees a lease that
+   * someone else took over or deleted, which our clock cannot.
    */
   #handle(name: string, token: string, expiresAt: number, localExpiresAt: number): StoreLock {
     const clock = this.clock;
@@ -253,6 +259,16 @@ export abstract class NetworkStoreBase implements Store {
       name,
       expiresAt,
       held: () => !released && clock.now() < localExpiresAt,
+      remainingMs: async () => {
+        if (released) return 0;
+        const sentAt = clock.now();
+        const serverLeft = await this.leaseLeft(name, token);
+        // The server's answer counts from when it ran the command, which is after we sent it:
+        // count it from the send (early by the round trip, never late), and never past the end
+        // by our own clock either.
+        const now = clock.now();
+        return Math.max(0, Math.min(sentAt + serverLeft, localExpiresAt) - now);
+      },
       release: async () => {
         if (released) return;
         released = true;

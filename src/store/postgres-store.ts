@@ -126,6 +126,17 @@ export class PostgresStore extends NetworkStoreBase {
     await this.#query("unlock", `DELETE FROM ${this.#t.locks} WHERE name = $1 AND token = $2`, [name, token]);
   }
 
+  // clock_timestamp(), not now(): the time the row is checked, by the same clock that judges it.
+  protected override async leaseLeft(name: string, token: string): Promise<number> {
+    const rows = await this.#query<{ left_ms: number }>(
+      "check lock",
+      `SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS left_ms
+         FROM ${this.#t.locks} WHERE name = $1 AND token = $2`,
+      [name, token],
+    );
+    return rows[0]?.left_ms ?? 0;
+  }
+
   /**
    * Creates the schema and tables, applying numbered migrations in order, idempotently. All of
    * it runs in one transaction under an advisory lock keyed by the schema, so two machines

@@ -77,12 +77,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
+// The lease left on the lock if we still own it (PTTL, ms by the server's clock), else -2.
+const LEASE_LEFT_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PTTL', KEYS[1]) end
+return -2
+`;
+
 type ScriptReply = [number, number | string];
 
 interface ScriptedRedis extends Redis {
   tkPut(record: string, names: string, expected: string, text: string, name: string): Promise<ScriptReply>;
   tkDelete(record: string, names: string, expected: string, name: string): Promise<ScriptReply>;
   tkUnlock(lock: string, token: string): Promise<number>;
+  tkLeaseLeft(lock: string, token: string): Promise<number>;
 }
 
 export class RedisStore extends NetworkStoreBase {
@@ -149,6 +156,11 @@ export class RedisStore extends NetworkStoreBase {
 
   protected override async dropLease(name: string, token: string): Promise<void> {
     await this.#run("unlock", (c) => c.tkUnlock(this.#lockKey(name), token));
+  }
+
+  protected override async leaseLeft(name: string, token: string): Promise<number> {
+    // One script, so "still ours" and "how long" are read at the same instant.
+    return Number(await this.#run("check lock", (c) => c.tkLeaseLeft(this.#lockKey(name), token)));
   }
 
   /** Nothing to create on Redis; present so `store init` treats every network store alike. */
@@ -246,6 +258,7 @@ export class RedisStore extends NetworkStoreBase {
         tkPut: { lua: PUT_SCRIPT, numberOfKeys: 2 },
         tkDelete: { lua: DELETE_SCRIPT, numberOfKeys: 2 },
         tkUnlock: { lua: UNLOCK_SCRIPT, numberOfKeys: 1 },
+        tkLeaseLeft: { lua: LEASE_LEFT_SCRIPT, numberOfKeys: 1 },
       },
     };
     const client = new Redis(this.#url, options) as ScriptedRedis;

@@ -8,6 +8,12 @@
  *   partition) therefore cannot overwrite a newer token set: its write is fenced by the version;
  * - a lock with a lease, so that one refresher at a time talks to the token endpoint and a
  *   holder that died does not block the others for longer than the lease.
+ *
+ * The version fences the *write*, not the *request*: a holder paused past its lease before its
+ * refresh request left would still send a refresh token that the next holder has already
+ * spent, and a rotating server revokes the grant on that reuse. So a holder asks the store
+ * itself, right before sending, how much of its lease is left (remainingMs), and sends only
+ * when the request and the save that follows fit in it.
  */
 import type { ConnectorRecord } from "../core/record.js";
 
@@ -31,6 +37,15 @@ export interface StoreLock {
   readonly expiresAt: number;
   /** True while the lease has not run out by our clock. */
   held(): boolean;
+  /**
+   * How long the lease is still ours, in ms counted from this call, asked of the store itself
+   * (Redis PTTL of our token, the lease row on the database's clock, the lock file's owner and
+   * lease), never only of our own memory: 0 when the lease ran out, was taken over or released.
+   * Also the last check before work whose result must be saved under the lock: it rejects
+   * (StoreUnavailableError) when the store cannot answer or could not take that write now (the
+   * file store: another process has held the connector's write lock for too long).
+   */
+  remainingMs(): Promise<number>;
   /** Gives the lock back; a no-op when the lease was lost to someone else. Never throws for a lost lease. */
   release(): Promise<void>;
 }

@@ -137,6 +137,32 @@ export function describeStoreConformance(label: string, target: ConformanceTarge
       await fresh.release();
     });
 
+    it("tells a holder how much of its lease is left, asking the store, and 0 once released", async () => {
+      const lock = await store.lock("left", { leaseMs: 5_000, waitMs: 100 });
+      const left = await lock.remainingMs();
+      assert.ok(left > 3_000 && left <= 5_000, `about the whole lease left (${left} ms)`);
+      await lock.release();
+      assert.equal(await lock.remainingMs(), 0);
+      const again = await (await other()).lock("left", { leaseMs: 5_000, waitMs: 100 });
+      assert.ok((await again.remainingMs()) > 3_000, "the next holder has its own lease");
+      assert.equal(await lock.remainingMs(), 0, "the old handle does not see the new holder's lease");
+      await again.release();
+    });
+
+    it("tells a holder whose lease ran out that nothing is left, whether or not someone took over", async () => {
+      const alone = await store.lock("ran-out", { leaseMs: 150, waitMs: 100 });
+      // Nobody takes the lock: the lease still ends by the store's reckoning.
+      for (const started = Date.now(); (await alone.remainingMs()) > 0; await sleep(20)) {
+        assert.ok(Date.now() - started < 5_000, "the lease ran out within 5 s");
+      }
+      const stale = await store.lock("taken", { leaseMs: 150, waitMs: 100 });
+      const fresh = await (await other()).lock("taken", { leaseMs: 5_000, waitMs: 2_000 });
+      assert.equal(await stale.remainingMs(), 0);
+      assert.ok((await fresh.remainingMs()) > 3_000);
+      await fresh.release();
+      await alone.release();
+    });
+
     it("fences a holder that paused past its lease: its write loses to the newer token set", async () => {
       await store.put("fenced", makeRecord("fenced"), null);
       // Holder A reads version 1 under a short lease, then stalls.

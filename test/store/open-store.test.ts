@@ -191,6 +191,7 @@ describe("migrateStore", () => {
           name: lock.name,
           expiresAt: lock.expiresAt,
           held: () => lock.held(),
+          remainingMs: () => lock.remainingMs(),
           release: async () => {
             await lock.release();
             const current = await source.get(n);
