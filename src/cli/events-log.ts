@@ -7,12 +7,12 @@
  * interleave. Writes are synchronous so that nothing is lost when the process exits right after.
  * Events carry no secrets by construction; they are passed through redact() anyway.
  */
-import { closeSync, openSync, writeSync } from "node:fs";
-import { ConfigError } from "../core/errors.js";
+import { closeSync, writeSync } from "node:fs";
 import { redact } from "../core/secret.js";
 import type { TokenkeeperEvent } from "../manager/events.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import { type SkipRecord, skipRecordJson } from "../surfaces/skip-record.js";
+import { openPrivateAppend } from "./private-append.js";
 
 export class EventsLog {
   #fd: number | undefined;
@@ -21,14 +21,12 @@ export class EventsLog {
     this.#fd = fd;
   }
 
-  /** Opens (creating, 0600) for appending. A bad path is a configuration error (exit 78). */
+  /**
+   * Opens for appending: created 0600, an existing file's loose mode tightened, a symlink or a
+   * non-regular file refused (private-append.ts). A bad path is a configuration error (exit 78).
+   */
   static open(path: string): EventsLog {
-    try {
-      return new EventsLog(openSync(path, "a", 0o600));
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? "error";
-      throw new ConfigError(`cannot open the events file ${path} for appending (${code})`);
-    }
+    return new EventsLog(openPrivateAppend(path, "the events file"));
   }
 
   /** A manager event, with an ISO time beside the epoch `at`. */

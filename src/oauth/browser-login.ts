@@ -164,6 +164,16 @@ export async function browserLogin(input: BrowserLoginInput, deps: FlowDeps): Pr
     issAdvertised: metadata.authorization_response_iss_parameter_supported === true,
   };
   listener.setDescriber((params): CallbackPage => {
+    // `state` is this login's secret (RFC 6749 §10.12): a request without it did not come from
+    // the authorization server's redirect for this login, so it may not end the login.
+    if (params.get("state") !== expected.state)
+      return {
+        ok: false,
+        ignore: true,
+        title: "Not this login",
+        message:
+          "This response does not carry the state of the login Tokenkeeper is waiting for; it was ignored. If you are logging in, finish in the window Tokenkeeper opened.",
+      };
     const verdict = judgeCallback(params, expected);
     return verdict.ok
       ? {

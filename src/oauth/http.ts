@@ -94,7 +94,25 @@ function nullBodyStatus(status: number): boolean {
   return status === 204 || status === 205 || status === 304 || (status >= 100 && status < 200);
 }
 
-function networkError(cause: unknown, where: string, timeoutMs: number, signal: AbortSignal): TransientError {
+/**
+ * Errors that mean the server's answer arrived but is malformed at the HTTP level: retrying
+ * cannot help, it is the server's fault (undici refuses response headers over its limit, 16 KiB
+ * by default, e.g. a 64 KiB WWW-Authenticate; and unparseable responses).
+ */
+const PROTOCOL_FAILURES: Record<string, string> = {
+  UND_ERR_HEADERS_OVERFLOW: "response headers larger than the client accepts",
+  HPE_HEADER_OVERFLOW: "response headers larger than the client accepts",
+  UND_ERR_RES_EXCEEDED_MAX_SIZE: "a response larger than the client accepts",
+  HPE_INVALID_HEADER_TOKEN: "an invalid response header",
+  HPE_INVALID_CONSTANT: "a response that is not HTTP",
+};
+
+function networkError(
+  cause: unknown,
+  where: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): TransientError | ProtocolError {
   const reason = signal.reason as { name?: string } | undefined;
   if (signal.aborted && reason?.name === "TimeoutError") {
     return new TransientError(`${where} did not answer within ${timeoutMs} ms`, {
@@ -103,6 +121,14 @@ function networkError(cause: unknown, where: string, timeoutMs: number, signal: 
     });
   }
   const code = (cause as { cause?: { code?: string } })?.cause?.code;
+  const malformed = code ? PROTOCOL_FAILURES[code] : undefined;
+  if (malformed) {
+    return new ProtocolError(`${where} sent ${malformed} (${code})`, {
+      url: where,
+      problem: "malformed_response",
+      errno: code,
+    });
+  }
   return new TransientError(`could not reach ${where}${code ? ` (${code})` : ""}`, {
     url: where,
     kind: "network",

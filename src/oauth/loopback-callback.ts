@@ -3,6 +3,10 @@
  * 127.0.0.1 only (§8.3: not "localhost", which may resolve elsewhere), on an ephemeral port
  * unless one is asked for. It accepts exactly one authorization response on its path, answers
  * the browser with a page saying it may close, and hands the parameters to the caller.
+ *
+ * Any local process can reach a loopback port, so a request the describer marks as not this
+ * login's (`ignore`: a wrong or missing `state`) is answered with an error page and the wait goes
+ * on: a forged request must not be able to end a login the person is still completing.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -16,6 +20,8 @@ export interface CallbackPage {
   ok: boolean;
   title: string;
   message: string;
+  /** Not a response to this login (forged, or another attempt's): answer it and keep waiting. */
+  ignore?: boolean;
 }
 
 export interface LoopbackOptions {
@@ -46,6 +52,8 @@ export interface LoopbackListener {
 export async function startLoopbackListener(options: LoopbackOptions = {}): Promise<LoopbackListener> {
   const path = options.path ?? CALLBACK_PATH;
   let received: URLSearchParams | undefined;
+  /** Requests answered and ignored (wrong state): reported if the wait then times out. */
+  let ignored = 0;
   let deliver: ((p: URLSearchParams) => void) | undefined;
   let describe = options.describe;
 
@@ -78,8 +86,12 @@ export async function startLoopbackListener(options: LoopbackOptions = {}): Prom
         }),
       );
     }
-    received = url.searchParams;
     const verdict = safeDescribe(describe, url.searchParams);
+    if (verdict.ignore) {
+      ignored++;
+      return respond(res, 400, page(verdict));
+    }
+    received = url.searchParams;
     respond(res, verdict.ok ? 200 : 400, page(verdict));
     deliver?.(url.searchParams);
   });
@@ -148,8 +160,12 @@ export async function startLoopbackListener(options: LoopbackOptions = {}): Prom
             finish(() =>
               reject(
                 new LoginError(
-                  `no authorization response reached ${redirectUri} within ${formatDuration(timeoutMs)}; open the printed URL in a browser on this machine (or use --device), and raise --timeout if you need longer`,
-                  { problem: "callback_timeout", timeoutMs },
+                  `no authorization response reached ${redirectUri} within ${formatDuration(timeoutMs)}${
+                    ignored > 0
+                      ? ` (${ignored} request${ignored === 1 ? " without this login's state was" : "s without this login's state were"} ignored)`
+                      : ""
+                  }; open the printed URL in a browser on this machine (or use --device), and raise --timeout if you need longer`,
+                  { problem: "callback_timeout", timeoutMs, ignoredRequests: ignored },
                 ),
               ),
             ),

@@ -4,11 +4,11 @@
  * Client Registration (RFC 7591). Each path produces a ClientRegistration whose secret (if
  * any) is a Secret from the first moment.
  */
-import { ConfigError, LoginError, ProtocolError } from "../core/errors.js";
+import { ConfigError, LoginError, ProtocolError, TransientError } from "../core/errors.js";
 import type { ClientRegistration, TokenEndpointAuthMethod } from "../core/record.js";
 import { type Secret, scrubText, secretOrUndefined } from "../core/secret.js";
 import type { DiscoveryDeps } from "./discovery.js";
-import { assertSecureUrl, boundedFetch, describeUrl } from "./http.js";
+import { assertSecureUrl, boundedFetch, describeUrl, parseRetryAfter } from "./http.js";
 import {
   type AuthorizationServerMetadata,
   type ClientMetadataDocument,
@@ -212,6 +212,18 @@ export async function registerDynamicClient(
     } catch {
       // Not an RFC 7591 §3.2.2 error body; the status says enough.
     }
+    // A server error or rate limit is the server's state, not a refusal of this client: try later (75).
+    if (response.status >= 500 || response.status === 429) {
+      throw new TransientError(
+        `dynamic client registration at ${where} failed with ${response.status}${detail}`,
+        {
+          problem: "dcr_unavailable",
+          server: where,
+          status: response.status,
+          ...retryAfterField(parseRetryAfter(response.headers.get("retry-after"), deps.clock.now())),
+        },
+      );
+    }
     throw new LoginError(`dynamic client registration at ${where} failed with ${response.status}${detail}`, {
       problem: "dcr_failed",
       server: where,
@@ -274,4 +286,8 @@ export async function registerDynamicClient(
     ...(registrationAccessToken ? { registrationAccessToken } : {}),
     ...(data.registration_client_uri ? { registrationClientUri: data.registration_client_uri } : {}),
   };
+}
+
+function retryAfterField(ms: number | undefined): { retryAfterMs?: number } {
+  return ms === undefined ? {} : { retryAfterMs: ms };
 }

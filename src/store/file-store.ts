@@ -33,7 +33,7 @@ import {
 import { assertConnectorName, type ConnectorRecord, parseRecord, serializeRecord } from "../core/record.js";
 import { atomicWrite, fsyncDirectory, parseTempName } from "./atomic-write.js";
 import { acquireFileLock, type FileLock, isProcessAlive, lockState, readLockHolder } from "./file-lock.js";
-import type { LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
+import type { GetOptions, LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
 export interface FileStoreOptions {
   /** The state directory (see defaultStateDir). Created 0700 when missing. */
@@ -269,11 +269,18 @@ export class FileStore implements Store {
     return join(this.#connectors, `${name}.json`);
   }
 
-  async get(name: string): Promise<StoredRecord | null> {
+  async get(name: string, options: GetOptions = {}): Promise<StoredRecord | null> {
     const file = this.fileFor(name);
     await this.#prepare();
     const loaded = await this.#load(file);
     if (loaded.kind !== "corrupt") return toStored(loaded);
+    if (options.readOnly) {
+      // An observer reports the damage and leaves the file where it is; the next write moves it.
+      throw new StoreCorruptError(
+        `${loaded.error.message}; left in place (the next command that writes this connector moves it aside)`,
+        { ...loaded.error.fields, connector: name, file },
+      );
+    }
     // Move it aside under the write mutex, after looking again: a put may have replaced the file
     // since we read it, and a good file must never be moved aside.
     return this.#withWriteMutex(name, async () => {
@@ -381,7 +388,11 @@ export class FileStore implements Store {
   }
 
   async #createDirectories(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    try {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw this.#unusableDirectory(error);
+    }
     // The state directory itself may be a symlink (to another disk, say); what it points to must be private.
     await this.#checkDirectory(this.dir, await stat(this.dir));
     for (const sub of [this.#connectors, this.#locks]) {
@@ -389,6 +400,29 @@ export class FileStore implements Store {
       await this.#checkDirectory(sub, await lstat(sub));
     }
     await this.#sweep();
+  }
+
+  /**
+   * The state directory cannot be created: a file is in the way (TOKENKEEPER_HOME naming a
+   * regular file, or a path through one), or we may not create it. Exit 74, like any other state
+   * path tokenkeeper refuses, with the path and the fix.
+   */
+  #unusableDirectory(error: unknown): unknown {
+    const code = errno(error);
+    if (code === "EEXIST" || code === "ENOTDIR") {
+      return new StorePermissionError(
+        `the state directory ${this.dir} cannot be used: it${code === "ENOTDIR" ? ", or a directory above it," : ""} is a file, not a directory. ` +
+          "Fix: point TOKENKEEPER_HOME (or --store) at a directory, or move the file away",
+        { file: this.dir, errno: code },
+      );
+    }
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      return new StorePermissionError(
+        `the state directory ${this.dir} cannot be created (${code}). Fix: create it yourself with mode 700, or point TOKENKEEPER_HOME at a directory you own`,
+        { file: this.dir, errno: code },
+      );
+    }
+    return error;
   }
 
   async #checkDirectory(path: string, st: Stats): Promise<void> {

@@ -23,6 +23,11 @@ export interface StoredRecord {
   version: number;
 }
 
+export interface GetOptions {
+  /** Report damage without repairing it (default false). */
+  readOnly?: boolean;
+}
+
 export interface LockOptions {
   /** How long the lock stays ours if we die or stall without releasing it. */
   leaseMs: number;
@@ -53,8 +58,12 @@ export interface StoreLock {
 export interface Store {
   /** A description safe for logs and `status` (no credentials, e.g. a password in a URL). */
   readonly location: string;
-  /** The record and its version, or null when there is none. */
-  get(name: string): Promise<StoredRecord | null>;
+  /**
+   * The record and its version, or null when there is none. A damaged record is a
+   * StoreCorruptError; a store that repairs damage (the file store moves the file aside) does so
+   * only when `readOnly` is not set, so an observer such as `status` changes nothing.
+   */
+  get(name: string, options?: GetOptions): Promise<StoredRecord | null>;
   /** Connector names, sorted. */
   list(): Promise<string[]>;
   /**

@@ -11,6 +11,7 @@
  * secret ever (the webhook URL itself may hold one, so it is never printed beyond its origin).
  */
 import { spawn } from "node:child_process";
+import { childEnv } from "../core/child-env.js";
 import { type Clock, timeoutSignal } from "../core/clock.js";
 import { ConfigError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
@@ -205,7 +206,7 @@ export class Notifier {
         detached: true,
         stdio: ["pipe", "ignore", "pipe"],
         env: {
-          ...(this.#options.env ?? process.env),
+          ...childEnv(this.#options.env ?? process.env),
           TOKENKEEPER_EVENT: event,
           TOKENKEEPER_CONNECTOR: connector,
         },

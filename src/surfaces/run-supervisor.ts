@@ -16,6 +16,7 @@
 import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
+import { childEnv } from "../core/child-env.js";
 import {
   EXIT,
   exitCodeFor,
@@ -112,7 +113,11 @@ export async function superviseRun(options: RunSupervisorOptions): Promise<RunOu
   );
 
   try {
-    const exitCode = await runChild(options, { ...options.env, ...endpoint.env() });
+    // The child gets tokens from the endpoint, never the store's key or a client secret.
+    const exitCode = await runChild(options, {
+      ...childEnv(options.env, { keepRunEndpoint: true }),
+      ...endpoint.env(),
+    });
     return { started: true, exitCode, records };
   } finally {
     stopKeepers.abort();

@@ -242,10 +242,12 @@ describe("tokenkeeper login against hostile servers", () => {
     assert.equal(await stored("evil"), undefined);
   });
 
-  it("a callback with the wrong state, through a real browser process, exits 78 and stores nothing", async () => {
-    const r = await cli.run(["login", bed.mcpUrl, "--name", "csrf"], { BROWSER_AGENT_TAMPER: "state" });
+  it("a callback with the wrong state, through a real browser process, is ignored: 78 at the timeout, nothing stored", async () => {
+    const r = await cli.run(["login", bed.mcpUrl, "--name", "csrf", "--timeout", "3s"], {
+      BROWSER_AGENT_TAMPER: "state",
+    });
     assert.equal(r.code, 78);
-    assert.match(r.stderr, /does not carry this login's state/);
+    assert.match(r.stderr, /1 request without this login's state was ignored/);
     assert.equal(await stored("csrf"), undefined);
   });
 });

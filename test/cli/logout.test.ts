@@ -5,6 +5,7 @@ import { systemClock } from "../../src/core/clock.js";
 import type { ConnectorRecord } from "../../src/core/record.js";
 import { refreshGrant } from "../../src/oauth/token-endpoint.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
+import { startStub } from "../oauth/stub-servers.js";
 import { makeRecord } from "../support/fixtures.js";
 import { type Cli, makeCli } from "./auth-cli-harness.js";
 
@@ -81,7 +82,7 @@ describe("tokenkeeper logout", () => {
     assert.ok(refreshed.tokens.accessToken);
   });
 
-  it("offline: the connector is still removed, with a warning that the grant may be alive", async () => {
+  it("offline: exits 75 and keeps the connector, naming what is still live; --force removes it", async () => {
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, "127.0.0.1", () => {
         const p = (s.address() as { port: number }).port;
@@ -99,23 +100,69 @@ describe("tokenkeeper logout", () => {
     await store.put("offline", record, null);
     await store.close();
     const r = await cli.run(["logout", "offline", "--revoke", "--json"]);
-    assert.equal(r.code, 0);
+    assert.equal(r.code, 75, r.stderr);
     assert.equal(r.json!.revoked, false);
+    assert.equal(r.json!.removed, false);
     assert.match(
       r.stderr,
       /WARNING: revocation at http:\/\/127\.0\.0\.1:\d+ did not succeed \(refresh_token: could not reach/,
     );
+    assert.match(r.stderr, /still live at the server: the refresh token .* and the access token \(until /);
+    assert.match(r.stderr, /the connector was kept so the revocation can be retried/);
+    assert.deepEqual(r.json!.still_live, [
+      "the refresh token (no known expiry)",
+      `the access token (until ${new Date(record.tokens!.expiresAt!).toISOString()})`,
+    ]);
+    assert.deepEqual(await names(), ["offline"]);
+
+    const forced = await cli.run(["logout", "offline", "--revoke", "--force"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stderr, /removed anyway \(--force\)/);
     assert.deepEqual(await names(), []);
   });
 
-  it("a server without a revocation endpoint: removed, with a warning", async () => {
+  it("a server refusing the revocation: exits 76 and keeps the connector", async () => {
+    const record = await loginAs("refused");
+    bed.as.resetCounters();
+    const stub = await startStub(() => ({ status: 400, json: { error: "invalid_request" } }));
+    try {
+      const store = await cli.openStore();
+      const stored = (await store.get("refused"))!;
+      await store.put(
+        "refused",
+        {
+          ...stored.record,
+          server: {
+            ...stored.record.server,
+            metadata: { ...stored.record.server.metadata, revocation_endpoint: `${stub.origin}/revoke` },
+          },
+        },
+        stored.version,
+      );
+      await store.close();
+      const r = await cli.run(["logout", "refused", "--revoke"]);
+      assert.equal(r.code, 76, r.stderr);
+      assert.match(r.stdout, /Kept connector "refused"/);
+      assert.match(r.stderr, /still live at the server: the refresh token/);
+      assert.deepEqual(await names(), ["refused"]);
+      // Indeed still alive at the real server.
+      assert.ok((await refreshGrant(record, { clock: systemClock })).tokens.accessToken);
+    } finally {
+      await stub.close();
+    }
+  });
+
+  it("a server without a revocation endpoint: exits 78 and keeps the connector; --force removes it", async () => {
     const record = makeRecord("norevoke", {}, Date.now());
     const store = await cli.openStore();
     await store.put("norevoke", record, null);
     await store.close();
     const r = await cli.run(["logout", "norevoke", "--revoke"]);
-    assert.equal(r.code, 0);
+    assert.equal(r.code, 78);
     assert.match(r.stderr, /advertises no revocation_endpoint/);
+    assert.deepEqual(await names(), ["norevoke"]);
+    assert.equal((await cli.run(["logout", "norevoke", "--force"])).code, 64, "--force needs --revoke");
+    assert.equal((await cli.run(["logout", "norevoke", "--revoke", "--force"])).code, 0);
     assert.deepEqual(await names(), []);
   });
 

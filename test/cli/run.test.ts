@@ -75,6 +75,30 @@ describe("tokenkeeper run", () => {
     assert.match(r.stderr, /not starting/);
   });
 
+  it("the command inherits the environment but not the store key, a client secret or a store password", async () => {
+    await h.connect("envcheck");
+    const out = join(h.home, "run-child-env.txt");
+    const r = await h.cli(["run", "--connector", "envcheck", "--", "/bin/sh", "-c", `env > '${out}'`], {
+      env: {
+        KEEP_ME: "yes",
+        // A file store never reads the key; a job must not see it either way.
+        TOKENKEEPER_KEY: "key-material-not-for-children",
+        TOKENKEEPER_CLIENT_SECRET: "client-secret-not-for-children",
+        TOKENKEEPER_NOTIFY_WEBHOOK: "https://hooks.example/T000/secret-path",
+      },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const seen = readFileSync(out, "utf8");
+    assert.match(seen, /^KEEP_ME=yes$/m);
+    assert.match(seen, /^TOKENKEEPER_RUN_URL=/m, "the run endpoint is there");
+    assert.match(seen, /^TOKENKEEPER_RUN_SECRET=/m, "with its secret");
+    assert.match(seen, /^TOKENKEEPER_STORE=/m, "a store URL without a password is configuration");
+    assert.doesNotMatch(seen, /^TOKENKEEPER_KEY=/m);
+    assert.doesNotMatch(seen, /^TOKENKEEPER_CLIENT_SECRET=/m);
+    assert.doesNotMatch(seen, /^TOKENKEEPER_NOTIFY_WEBHOOK=/m);
+    assert.doesNotMatch(seen, /key-material-not-for-children|client-secret-not-for-children|secret-path/);
+  });
+
   it("exits 78 without starting anything for an unknown connector or a missing command", async () => {
     const m = marker();
     assert.equal(

@@ -230,8 +230,38 @@ describe("login against the oidc-provider test bed", () => {
 });
 
 describe("hostile or failed callbacks store nothing", () => {
+  it("a callback with the wrong state is ignored: the login waits on and stores nothing", async () => {
+    await rejectsWith(
+      login(request({ timeoutMs: 1500 }), deps({ tamper: "state" })),
+      "login_failed",
+      "callback_timeout",
+    );
+    assert.equal(bed.as.counters.grants.authorization_code, 0, "the code was never exchanged");
+    assert.deepEqual(await store.list(), []);
+  });
+
+  it("a forged callback from another local process cannot abort a login in progress", async () => {
+    const forged: number[] = [];
+    const result = await login(
+      request(),
+      deps({
+        presentUrl: async (url) => {
+          const redirect = new URL(new URL(url).searchParams.get("redirect_uri")!);
+          // Before the person finishes: a wrong state, no state, and an error with a guessed state.
+          for (const query of ["code=forged&state=guess", "code=forged", "error=access_denied&state=x"]) {
+            forged.push((await fetch(`${redirect.href}?${query}`)).status);
+          }
+          await followAuthorization(url);
+        },
+      }),
+    );
+    assert.deepEqual(forged, [400, 400, 400], "each forged request got an error page");
+    assert.equal(bed.as.counters.grantsSucceeded.authorization_code, 1);
+    assert.ok(await mcpAccepts(bed.mcpUrl, result.record.tokens!.accessToken.reveal()));
+    assert.equal((await store.get("bed"))?.version, 1);
+  });
+
   for (const [tamper, problem] of [
-    ["state", "state_mismatch"],
     ["iss", "iss_mismatch"],
     ["drop-iss", "iss_missing"],
   ] as const) {

@@ -18,6 +18,7 @@ after(() => Promise.all(fakes.map((f) => f.close())));
 async function attempt(
   options: FakeOAuthOptions,
   flow: "browser" | "device" | "client_credentials" = "browser",
+  timeoutMs?: number,
 ) {
   const fake = await startFakeOAuth(options);
   fakes.push(fake);
@@ -32,7 +33,10 @@ async function attempt(
     },
     presentDeviceCode: () => {},
   };
-  const outcome = await login({ mcpUrl: fake.mcpUrl, name: "hostile", flow }, deps).then(
+  const outcome = await login(
+    { mcpUrl: fake.mcpUrl, name: "hostile", flow, ...(timeoutMs ? { timeoutMs } : {}) },
+    deps,
+  ).then(
     (r) => ({ ok: true as const, r }),
     (e: unknown) => ({ ok: false as const, e }),
   );
@@ -140,10 +144,15 @@ describe("hostile metadata", () => {
 });
 
 describe("hostile authorization responses", () => {
-  it("a callback with a forged state", async () => {
-    const { outcome, store, fake } = await attempt({ callback: (p) => p.set("state", "forged") });
+  it("a callback with a forged state is ignored: the login waits for its own and times out", async () => {
+    const { outcome, store, fake } = await attempt(
+      { callback: (p) => p.set("state", "forged") },
+      "browser",
+      1500,
+    );
     assert.ok(!outcome.ok);
-    assert.equal((outcome as { e: TokenkeeperError }).e.fields.problem, "state_mismatch");
+    assert.equal((outcome as { e: TokenkeeperError }).e.fields.problem, "callback_timeout");
+    assert.equal((outcome as { e: TokenkeeperError }).e.fields.ignoredRequests, 1);
     assert.equal(fake.counts.tokenRequests, 0);
     assert.deepEqual(await store.list(), []);
   });

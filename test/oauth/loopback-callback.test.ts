@@ -41,6 +41,24 @@ describe("loopback redirect listener (RFC 8252 §7.3)", () => {
     }
   });
 
+  it("answers a request its describer ignores and keeps waiting for the real one", async () => {
+    const listener = await startLoopbackListener();
+    try {
+      listener.setDescriber((p) =>
+        p.get("state") === "right"
+          ? { ok: true, title: "ok", message: "ok" }
+          : { ok: false, ignore: true, title: "Not this login", message: "ignored" },
+      );
+      const waiting = listener.waitForCallback({ clock: systemClock, timeoutMs: 10_000 });
+      assert.equal((await fetch(`${listener.redirectUri}?code=x&state=forged`)).status, 400);
+      assert.equal((await fetch(`${listener.redirectUri}?error=access_denied`)).status, 400);
+      assert.equal((await fetch(`${listener.redirectUri}?code=real&state=right`)).status, 200);
+      assert.equal((await waiting).get("code"), "real");
+    } finally {
+      await listener.close();
+    }
+  });
+
   it("times out by the injected clock, with a clear message", async () => {
     const clock = new ManualClock();
     const listener = await startLoopbackListener();

@@ -104,6 +104,29 @@ describe("Notifier", () => {
     assert.equal(hook.bodies.length, 1);
   });
 
+  it("does not hand a notification command the store key, a client secret or our other secrets", async () => {
+    const out = join(dir, "child-env.txt");
+    const store = new MemoryStore();
+    await store.put("c-env", deadRecord("c-env"), null);
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      KEEP_ME: "yes",
+      TOKENKEEPER_KEY: "key-material-not-for-children",
+      TOKENKEEPER_KEY_FILE: "/somewhere/keys",
+      TOKENKEEPER_CLIENT_SECRET: "client-secret-not-for-children",
+      TOKENKEEPER_NOTIFY_WEBHOOK: "https://hooks.example/T000/secret-path",
+      TOKENKEEPER_RUN_SECRET: "run-secret-not-for-children",
+      TOKENKEEPER_STORE: "redis://:store-password@127.0.0.1:6379/0",
+    };
+    const notifier = new Notifier({ clock: systemClock, env, global: { command: `env > '${out}'` } });
+    assert.equal(await notifier.notifyReauth(store, "c-env"), "sent");
+    const seen = await readFile(out, "utf8");
+    assert.match(seen, /^KEEP_ME=yes$/m);
+    assert.match(seen, /^TOKENKEEPER_CONNECTOR=c-env$/m);
+    for (const name of Object.keys(env).filter((k) => k.startsWith("TOKENKEEPER_")))
+      assert.doesNotMatch(seen, new RegExp(`^${name}=`, "m"), `${name} reached the command`);
+  });
+
   it("retries a failing webhook a bounded number of times, then releases the claim for a later retry", async () => {
     const store = new MemoryStore();
     await store.put("c3", deadRecord("c3"), null);

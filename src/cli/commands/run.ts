@@ -10,12 +10,13 @@
  *   - every record also goes to the events log.
  * Exit code: the command's own (128+N if it died of signal N, 127 if it could not be started).
  */
-import { appendFileSync } from "node:fs";
+import { closeSync, writeSync } from "node:fs";
 import { ConfigError } from "../../core/errors.js";
 import { superviseRun } from "../../surfaces/run-supervisor.js";
 import { describeRecord, type SkipRecord, skipRecordJson } from "../../surfaces/skip-record.js";
 import { durationFlag, parseFlags, scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
+import { openPrivateAppend } from "../private-append.js";
 import { DEFAULT_MIN_TTL, openUnattended, UNATTENDED_HELP, UNATTENDED_OPTIONS } from "../unattended.js";
 
 const USAGE = `Usage: tokenkeeper run [--connector NAME]… [--min-ttl DURATION] [--skip-file PATH] [options] -- COMMAND [ARGS…]
@@ -71,11 +72,17 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     const writeSkipFile = (r: SkipRecord) => {
       if (!skipFile) return;
       try {
-        appendFileSync(skipFile, `${skipRecordJson(r)}\n`, { mode: 0o644 });
+        // One write() on an O_APPEND descriptor per record: lines of parallel runs never interleave.
+        const fd = openPrivateAppend(skipFile, "--skip-file");
+        try {
+          writeSync(fd, `${skipRecordJson(r)}\n`);
+        } finally {
+          closeSync(fd);
+        }
       } catch (error) {
-        ctx.stderr.write(
-          `tokenkeeper: cannot write --skip-file ${skipFile}: ${(error as NodeJS.ErrnoException).code ?? "error"}\n`,
-        );
+        const why =
+          error instanceof ConfigError ? error.message : ((error as NodeJS.ErrnoException).code ?? "error");
+        ctx.stderr.write(`tokenkeeper: cannot write --skip-file ${skipFile}: ${why}\n`);
       }
     };
     const preflightRecords: SkipRecord[] = [];

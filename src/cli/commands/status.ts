@@ -8,7 +8,7 @@
  */
 
 import { formatDuration } from "../../core/duration.js";
-import { ConfigError, EXIT, NotFoundError } from "../../core/errors.js";
+import { ConfigError, EXIT, NotFoundError, StoreCorruptError } from "../../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../../core/record.js";
 import { scrubText } from "../../core/secret.js";
 import { knownRefreshTokenExpiry } from "../../surfaces/preflight.js";
@@ -22,8 +22,9 @@ Shows every connector (or NAME): health, access-token time left, refresh-token a
 expiry, last refresh and its outcome, refresh and rotation counts, clock skew, and the store.
 Never contacts a server and never prints a secret.
 
---json prints {"store": "…", "connectors": [ … ]} (fields in docs/unattended.md).
-Exit codes: 0 ok, 78 unknown connector or bad flags, 74 store unreadable.`;
+--json prints {"store": "…", "connectors": [ … ]} (fields in docs/unattended.md), plus
+"problems": [ … ] naming damaged records, which status reports but never moves.
+Exit codes: 0 ok, 78 unknown connector or bad flags, 74 store unreadable or a record damaged.`;
 
 export const statusCommand = scheduledCommand({
   name: "status",
@@ -74,20 +75,39 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     const names = only !== undefined ? [only] : await store.list();
     const now = ctx.clock.now();
     const statuses: ConnectorStatus[] = [];
+    // Damaged records are reported, not repaired: status is read-only, so the file stays where
+    // it is and the next command that writes the connector moves it aside.
+    const damaged: StoreCorruptError[] = [];
     for (const name of names) {
-      const stored = await store.get(name);
+      let stored: Awaited<ReturnType<typeof store.get>>;
+      try {
+        stored = await store.get(name, { readOnly: true });
+      } catch (error) {
+        if (!(error instanceof StoreCorruptError) || only !== undefined) throw error;
+        damaged.push(error);
+        continue;
+      }
       if (!stored) throw new NotFoundError(name, store.location);
       statuses.push(connectorStatus(stored.record, now));
     }
+    const problems = damaged.map((e) => ({
+      connector: e.connector ?? null,
+      code: e.code,
+      message: e.message,
+      file: typeof e.fields.file === "string" ? e.fields.file : null,
+    }));
     if (values.json) {
-      ctx.stdout.write(`${JSON.stringify({ store: store.location, connectors: statuses })}\n`);
+      ctx.stdout.write(
+        `${JSON.stringify({ store: store.location, connectors: statuses, ...(problems.length ? { problems } : {}) })}\n`,
+      );
     } else {
       ctx.stdout.write(`store: ${store.location}\n`);
-      if (statuses.length === 0)
+      if (statuses.length === 0 && problems.length === 0)
         ctx.stdout.write("no connectors (add one with `tokenkeeper login <mcp-server-url> --name NAME`)\n");
       for (const s of statuses) ctx.stdout.write(`\n${describe(s)}\n`);
     }
-    return EXIT.ok;
+    for (const p of problems) ctx.stderr.write(`tokenkeeper: ${p.code}: ${p.message}\n`);
+    return problems.length > 0 ? EXIT.ioError : EXIT.ok;
   } finally {
     await store.close();
   }
