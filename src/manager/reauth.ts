@@ -1,20 +1,13 @@
 /**
  * The reauth_required state a connector record carries, as the typed error every surface
- * throws. Pure: the state is written by the token manager when a refresh meets a dead grant.
+ * throws. Pure: the state is written by the token manager when a refresh meets a dead grant
+ * (see transitions.ts, which holds the one shape shared by record, error and event).
  */
-import { type ReauthReason, ReauthRequiredError } from "../core/errors.js";
+import type { ReauthRequiredError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
+import { reauthError, reauthFromRecord } from "./transitions.js";
 
 export function reauthErrorFromRecord(record: ConnectorRecord): ReauthRequiredError | undefined {
-  const reauth = record.state.reauth;
-  if (record.state.health !== "reauth_required" || !reauth) return undefined;
-  return new ReauthRequiredError({
-    connector: record.name,
-    reason: reauth.reason as ReauthReason,
-    since: reauth.since,
-    action: reauth.action,
-    ...(reauth.serverError ? { serverError: reauth.serverError } : {}),
-    ...(reauth.serverErrorDescription ? { serverErrorDescription: reauth.serverErrorDescription } : {}),
-    ...(reauth.requiredScope ? { requiredScope: reauth.requiredScope } : {}),
-  });
+  const reauth = reauthFromRecord(record);
+  return reauth ? reauthError(reauth) : undefined;
 }

@@ -28,6 +28,7 @@ import {
 import type { Store, StoredRecord, StoreLock } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
 import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
+import { type Keeper, type KeeperOptions, startKeeper } from "./keeper.js";
 import { reauthErrorFromRecord } from "./reauth.js";
 import {
   achievableMinTtlMs,
@@ -39,6 +40,8 @@ import {
   type RetryPolicy,
   reauthAction,
 } from "./refresh-policy.js";
+import { enterReauth, reauthEvent, reauthFromError, recordFailure } from "./transitions.js";
+import { achievableMinTtl, type ConnectorView, type ViewPolicy, viewOf } from "./view.js";
 
 export interface TokenManagerOptions {
   store: Store;
@@ -241,6 +244,56 @@ export class TokenManager {
   /** The record as last seen by this manager (no I/O), for status displays. */
   cached(connector: string): StoredRecord | undefined {
     return this.#cache.get(connector)?.stored;
+  }
+
+  // ---- the connector's lifecycle, for surfaces: a view, the record, a keeper ----------------
+
+  /**
+   * A pure view of the connector as this manager last saw it (no I/O; undefined before first
+   * use): when a refresh is due, whether the token covers a run, whether a human is needed. It
+   * uses this manager's refresh-ahead option, like every decision the manager makes.
+   */
+  view(connector: string): ConnectorView | undefined {
+    const stored = this.#cache.get(connector)?.stored;
+    return stored ? viewOf(stored.record, this.clock.now(), this.#viewPolicy()) : undefined;
+  }
+
+  /** The view after reading the store (NotFoundError when the connector does not exist). No refresh. */
+  async look(connector: string): Promise<ConnectorView> {
+    const stored = await this.#read(connector);
+    return viewOf(stored.record, this.clock.now(), this.#viewPolicy());
+  }
+
+  /**
+   * The connector's record, from this manager's memory or else the store (NotFoundError when
+   * absent). No refresh. `fresh`: read the store even when the record is in memory.
+   */
+  async record(connector: string, options: { fresh?: boolean } = {}): Promise<ConnectorRecord> {
+    const cached = this.#cache.get(connector)?.stored;
+    if (cached && !options.fresh) return cached.record;
+    return (await this.#read(connector)).record;
+  }
+
+  /** The access token this manager last saw for the connector (what a "refresh past it" refers to). */
+  currentToken(connector: string): Secret | undefined {
+    return this.#cache.get(connector)?.stored.record.tokens?.accessToken;
+  }
+
+  /**
+   * The min-TTL the connector's server can satisfy (see achievableMinTtlMs): getAccessToken
+   * applies it; callers use it to say in advance that a request will be lowered.
+   */
+  achievableMinTtlMs(connector: string, minTtlMs: number): number {
+    return achievableMinTtl(this.#cache.get(connector)?.stored.record, minTtlMs, this.#viewPolicy());
+  }
+
+  /** Keeps the connector fresh while asked (see keeper.ts); stop() or the signal ends it. */
+  keep(connector: string, options: KeeperOptions = {}): Keeper {
+    return startKeeper(this, connector, options);
+  }
+
+  #viewPolicy(): ViewPolicy {
+    return { refreshAheadMs: this.#refreshAheadMs };
   }
 
   /** Forgets cached state, so the next call reads the store (after a login or logout elsewhere). */
@@ -612,42 +665,15 @@ export class TokenManager {
     const r = stored.record;
     const action = reauthAction(r.name, r.server.mcpUrl, r.grant, details.requiredScope ?? r.scope);
     const error = new ReauthRequiredError({ connector: r.name, reason, since: now, action, ...details });
+    // One shape for the record, the error and the event (transitions.ts).
+    const reauth = reauthFromError(error);
     let transitioned = false;
     try {
       const updated = await updateRecord(this.store, r.name, (current) => {
-        if (current.state.health === "reauth_required" && current.state.reauth?.reason === reason)
-          return null;
-        // A newer login or refresh landed meanwhile: do not mark it dead.
-        if (!sameRefreshToken(current.tokens, r.tokens) && reason !== "insufficient_scope") return null;
-        transitioned = true;
-        return {
-          ...current,
-          state: {
-            ...current.state,
-            health: "reauth_required",
-            lastRefreshAt: now,
-            lastRefreshOutcome: "reauth_required",
-            lastError: {
-              code: "reauth_required",
-              at: now,
-              ...(details.serverError ? { error: details.serverError } : {}),
-              ...(error.fields.serverErrorDescription
-                ? { description: error.fields.serverErrorDescription }
-                : {}),
-            },
-            reauth: {
-              reason,
-              since: now,
-              action,
-              ...(details.serverError ? { serverError: details.serverError } : {}),
-              ...(error.fields.serverErrorDescription
-                ? { serverErrorDescription: error.fields.serverErrorDescription }
-                : {}),
-              ...(details.requiredScope ? { requiredScope: details.requiredScope } : {}),
-            },
-          },
-          updatedAt: now,
-        };
+        // Unchanged when the same reason is recorded, or a newer login or refresh landed meanwhile.
+        const next = enterReauth(current, reauth, now, r);
+        if (next) transitioned = true;
+        return next;
       });
       if (updated) {
         this.#remember(updated);
@@ -658,21 +684,7 @@ export class TokenManager {
       // Failing to record the state must not hide the verdict from the caller.
       void storeError;
     }
-    if (transitioned) {
-      this.#emit({
-        type: "reauth_required",
-        connector: r.name,
-        at: now,
-        reason,
-        action,
-        since: now,
-        ...(details.serverError ? { serverError: details.serverError } : {}),
-        ...(error.fields.serverErrorDescription
-          ? { serverErrorDescription: error.fields.serverErrorDescription }
-          : {}),
-        ...(details.requiredScope ? { requiredScope: details.requiredScope } : {}),
-      });
-    }
+    if (transitioned) this.#emit(reauthEvent(reauth, now));
     return error;
   }
 
@@ -687,17 +699,9 @@ export class TokenManager {
     const cached = this.#cache.get(connector);
     if (cached) this.#cache.set(connector, { ...cached, cooldown: { until: now + cooldownMs, error } });
     try {
-      const updated = await updateRecord(this.store, connector, (current) => ({
-        ...current,
-        state: {
-          ...current.state,
-          health: current.state.health === "reauth_required" ? "reauth_required" : "degraded",
-          lastRefreshAt: now,
-          lastRefreshOutcome: "transient_error",
-          lastError: { code: error.code, description: error.message.slice(0, 300), at: now },
-        },
-        updatedAt: now,
-      }));
+      const updated = await updateRecord(this.store, connector, (current) =>
+        recordFailure(current, error, now),
+      );
       if (updated) this.#remember(updated, { until: now + cooldownMs, error });
     } catch {
       // The store may be what failed; the event above already told observers.

@@ -1,0 +1,156 @@
+/**
+ * The connector's state transitions, pure: what the record becomes when a human is needed or a
+ * refresh fails, and the one "reauth" shape that the record, the typed error and the event all
+ * carry. The token manager applies them (compare-and-set in the store); surfaces only translate
+ * the shape into skip records, JSON-RPC errors and exit codes. No I/O, time is a parameter.
+ */
+import { type ReauthReason, ReauthRequiredError, type TokenkeeperError } from "../core/errors.js";
+import type { ConnectorRecord } from "../core/record.js";
+import type { TokenkeeperEvent } from "./events.js";
+
+/** Why a human must act on a connector, and since when: one shape for record, error and event. */
+export interface Reauth {
+  connector: string;
+  reason: ReauthReason;
+  since: number;
+  /** What a human must do, as a command line when possible. */
+  action: string;
+  /** The OAuth `error` the server returned, when there was one. */
+  serverError?: string;
+  /** The server's `error_description`, scrubbed and truncated (ReauthRequiredError does it). */
+  serverErrorDescription?: string;
+  /** For step-up: the scope the resource server asked for. */
+  requiredScope?: string;
+}
+
+export type ReauthEvent = Extract<TokenkeeperEvent, { type: "reauth_required" }>;
+
+/** The optional server details, only those present (records and events never hold `undefined`). */
+function details(r: Omit<Reauth, "connector" | "reason" | "since" | "action">) {
+  return {
+    ...(r.serverError ? { serverError: r.serverError } : {}),
+    ...(r.serverErrorDescription ? { serverErrorDescription: r.serverErrorDescription } : {}),
+    ...(r.requiredScope ? { requiredScope: r.requiredScope } : {}),
+  };
+}
+
+export function reauthOf(fields: Reauth): Reauth {
+  return {
+    connector: fields.connector,
+    reason: fields.reason,
+    since: fields.since,
+    action: fields.action,
+    ...details(fields),
+  };
+}
+
+/** The reauth state a record carries, or null when no human is needed. */
+export function reauthFromRecord(record: ConnectorRecord): Reauth | null {
+  const reauth = record.state.reauth;
+  if (record.state.health !== "reauth_required" || !reauth) return null;
+  return reauthOf({
+    connector: record.name,
+    reason: reauth.reason as ReauthReason,
+    since: reauth.since,
+    action: reauth.action,
+    ...details(reauth),
+  });
+}
+
+export function reauthFromEvent(event: ReauthEvent): Reauth {
+  return reauthOf({
+    connector: event.connector,
+    reason: event.reason as ReauthReason,
+    since: event.since,
+    action: event.action,
+    ...details(event),
+  });
+}
+
+export function reauthFromError(error: ReauthRequiredError): Reauth {
+  return reauthOf({
+    connector: error.fields.connector,
+    reason: error.fields.reason,
+    since: error.fields.since,
+    action: error.fields.action,
+    ...details(error.fields),
+  });
+}
+
+export function reauthError(reauth: Reauth, options?: { cause?: unknown }): ReauthRequiredError {
+  return new ReauthRequiredError({ ...reauthOf(reauth) }, options);
+}
+
+export function reauthEvent(reauth: Reauth, at: number): ReauthEvent {
+  return {
+    type: "reauth_required",
+    connector: reauth.connector,
+    at,
+    reason: reauth.reason,
+    action: reauth.action,
+    since: reauth.since,
+    ...details(reauth),
+  };
+}
+
+/**
+ * The record once a human is needed, or null when there is nothing to change: the same reason is
+ * already recorded, or a newer login or refresh landed since the refresh that failed (`basis`
+ * is the record that refresh started from; a step-up is recorded whatever the tokens).
+ */
+export function enterReauth(
+  current: ConnectorRecord,
+  reauth: Reauth,
+  now: number,
+  basis: ConnectorRecord,
+): ConnectorRecord | null {
+  if (current.state.health === "reauth_required" && current.state.reauth?.reason === reauth.reason)
+    return null;
+  if (!sameGrant(current, basis) && reauth.reason !== "insufficient_scope") return null;
+  const extra = details(reauth);
+  return {
+    ...current,
+    state: {
+      ...current.state,
+      health: "reauth_required",
+      lastRefreshAt: now,
+      lastRefreshOutcome: "reauth_required",
+      lastError: {
+        code: "reauth_required",
+        at: now,
+        ...(extra.serverError ? { error: extra.serverError } : {}),
+        ...(extra.serverErrorDescription ? { description: extra.serverErrorDescription } : {}),
+      },
+      reauth: { reason: reauth.reason, since: reauth.since, action: reauth.action, ...extra },
+    },
+    updatedAt: now,
+  };
+}
+
+/** The record after a refresh failed for a reason that may pass (the connector is degraded, not dead). */
+export function recordFailure(
+  current: ConnectorRecord,
+  error: TokenkeeperError,
+  now: number,
+): ConnectorRecord {
+  return {
+    ...current,
+    state: {
+      ...current.state,
+      health: current.state.health === "reauth_required" ? "reauth_required" : "degraded",
+      lastRefreshAt: now,
+      lastRefreshOutcome: "transient_error",
+      lastError: { code: error.code, description: error.message.slice(0, 300), at: now },
+    },
+    updatedAt: now,
+  };
+}
+
+/** Do two records hold the same grant (the same refresh token, or the same access token without one)? */
+export function sameGrant(a: ConnectorRecord, b: ConnectorRecord): boolean {
+  const x = a.tokens;
+  const y = b.tokens;
+  if (!x?.refreshToken || !y?.refreshToken)
+    return !x?.refreshToken && !y?.refreshToken && x?.accessToken.equals(y?.accessToken) === true;
+  return x.refreshToken.equals(y.refreshToken);
+}

@@ -1,0 +1,126 @@
+/**
+ * A pure view of one connector: when its next refresh is due, whether its token covers a run of
+ * N ms, whether a human is needed and why. Computed from the record and the manager's own
+ * options (TokenManager.view), so every surface sees the same refresh-ahead window and expiry
+ * margin instead of re-deriving them. No I/O, time is a parameter.
+ */
+import type { ConnectorRecord, Health } from "../core/record.js";
+import { achievableMinTtlMs, expiryMarginMs, refreshWindowMs } from "./refresh-policy.js";
+import { type Reauth, reauthFromRecord } from "./transitions.js";
+
+export interface ViewPolicy {
+  /** The manager's refresh-ahead bound; a connector's own setting wins. */
+  refreshAheadMs: number;
+}
+
+export interface ConnectorView {
+  connector: string;
+  /** The time the view was computed for (epoch ms). */
+  now: number;
+  health: Health;
+  /** When the access token expires (epoch ms); null when there is none or the server gave no lifetime. */
+  expiresAt: number | null;
+  /** When the current token was obtained; null without a token. */
+  obtainedAt: number | null;
+  /** The refresh token's known absolute expiry (server-stated, or the configured lifetime); null when unknown. */
+  refreshTokenExpiresAt: number | null;
+  hasToken: boolean;
+  /** Whether tokens can be renewed without a human (a refresh token, or client credentials). */
+  canRefresh: boolean;
+  /**
+   * When the next refresh is due: the token enters its refresh-ahead window (expiry minus the
+   * expiry margin and the window). null when there is no token or its expiry is unknown (nothing
+   * to schedule: a 401 says when it ends).
+   */
+  refreshDueAt: number | null;
+  /** The connector's refresh-ahead window for its current token (ms). */
+  refreshWindowMs: number;
+  /** A token this close to expiry counts as expired (ms; see expiryMarginMs). */
+  expiryMarginMs: number;
+  /** Set when a human must act (the record says so). */
+  reauth: Reauth | null;
+  /** When the last refresh (any process) succeeded, if that was the last outcome. */
+  lastGoodRefreshAt: number | null;
+}
+
+/** The refresh token's known absolute expiry: what the server said, or the lifetime configured for the connector. */
+export function refreshTokenExpiry(record: ConnectorRecord): number | null {
+  const t = record.tokens;
+  if (!t?.refreshToken) return null;
+  if (typeof t.refreshTokenExpiresAt === "number") return t.refreshTokenExpiresAt;
+  const lifetime = record.settings.refreshTokenLifetimeMs;
+  if (lifetime === undefined) return null;
+  return (t.refreshTokenIssuedAt ?? t.obtainedAt) + lifetime;
+}
+
+/** The refresh-ahead bound for this record under `policy`. */
+export function aheadMsFor(record: ConnectorRecord, policy: ViewPolicy): number {
+  return record.settings.refreshAheadMs ?? policy.refreshAheadMs;
+}
+
+export function viewOf(record: ConnectorRecord, now: number, policy: ViewPolicy): ConnectorView {
+  const t = record.tokens;
+  const window = t ? refreshWindowMs(t, aheadMsFor(record, policy)) : 0;
+  const s = record.state;
+  return {
+    connector: record.name,
+    now,
+    health: s.health,
+    expiresAt: t?.expiresAt ?? null,
+    obtainedAt: t?.obtainedAt ?? null,
+    refreshTokenExpiresAt: refreshTokenExpiry(record),
+    hasToken: Boolean(t),
+    canRefresh: record.grant === "client_credentials" || Boolean(t?.refreshToken),
+    refreshDueAt: t && t.expiresAt !== null ? t.expiresAt - expiryMarginMs(t) - window : null,
+    refreshWindowMs: window,
+    expiryMarginMs: t ? expiryMarginMs(t) : 0,
+    reauth: reauthFromRecord(record),
+    lastGoodRefreshAt:
+      s.health === "ok" && s.lastRefreshOutcome === "ok" && s.lastRefreshAt !== undefined
+        ? s.lastRefreshAt
+        : null,
+  };
+}
+
+/**
+ * Does the access token stay valid for `runMs` from `now` (past the expiry margin)? An unknown
+ * expiry counts as yes; no token as no.
+ */
+export function coversRun(record: ConnectorRecord, now: number, runMs: number): boolean {
+  const t = record.tokens;
+  if (!t) return false;
+  if (t.expiresAt === null) return true;
+  return t.expiresAt - expiryMarginMs(t) - now >= runMs;
+}
+
+/** coversRun, for a view: does its access token stay valid for `runMs` from `now`? */
+export function coversView(view: ConnectorView, now: number, runMs: number): boolean {
+  if (!view.hasToken) return false;
+  if (view.expiresAt === null) return true;
+  return view.expiresAt - view.expiryMarginMs - now >= runMs;
+}
+
+/** The times a skip record carries, from a view. */
+export function recordTimes(view: ConnectorView | undefined, now: number) {
+  return {
+    now,
+    expiresAt: view?.expiresAt ?? null,
+    refreshTokenExpiresAt: view?.refreshTokenExpiresAt ?? null,
+  };
+}
+
+/**
+ * The min-TTL the server can satisfy for this record (see achievableMinTtlMs), with the
+ * connector's refresh-ahead window under `policy`: the one place a caller's min-TTL is capped.
+ */
+export function achievableMinTtl(
+  record: ConnectorRecord | undefined,
+  minTtlMs: number,
+  policy: ViewPolicy,
+): number {
+  return achievableMinTtlMs(
+    record?.tokens,
+    minTtlMs,
+    record ? aheadMsFor(record, policy) : policy.refreshAheadMs,
+  );
+}
