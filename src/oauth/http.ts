@@ -118,6 +118,7 @@ function networkError(
     return new TransientError(`${where} did not answer within ${timeoutMs} ms`, {
       url: where,
       kind: "timeout",
+      timeoutMs,
     });
   }
   const code = (cause as { cause?: { code?: string } })?.cause?.code;

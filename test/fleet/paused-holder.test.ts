@@ -14,12 +14,13 @@ import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { StoreUnavailableError } from "../../src/core/errors.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { FileStore } from "../../src/store/file-store.js";
 import { generateKey, Keyring } from "../../src/store/sealing.js";
 import type { Store } from "../../src/store/types.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
-import { spawnScript } from "../store/fixtures/children.js";
+import { spawnChild, spawnScript } from "../store/fixtures/children.js";
 import { connectTestBed } from "../support/connect.js";
 import { mcpAccepts } from "../support/mcp-accepts.js";
 import { requirePostgres, requireRedis, withScratchStore } from "../support/services.js";
@@ -141,6 +142,37 @@ describe("a refresher paused past its lease right before its request leaves", ()
       await pauseAndResume(t, pathToFileURL(dir).href, seed);
     } finally {
       await seed.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("file store: no refresh is sent while a stalled process holds the connector's write lock", async () => {
+    const root = await mkdtemp(join(tmpdir(), "tokenkeeper-stalled-write-"));
+    const dir = join(root, "state");
+    const store = new FileStore({ dir });
+    // A process stalls in the middle of a write to the connector, holding its write lock: a
+    // refresh now would rotate the refresh token into a result that cannot be saved.
+    await connectTestBed(bed, store, CONNECTOR);
+    bed.as.resetCounters();
+    const writer = spawnChild(["hang-before-rename", dir, CONNECTOR, "1", "stalled-write"]);
+    try {
+      assert.equal(await writer.nextLine(START_MS), "ready");
+      const manager = new TokenManager({ store, retry: { deadlineMs: 3_000 } });
+      const failure = await manager.refreshNow(CONNECTOR).catch((e: unknown) => e);
+      await manager.close();
+      assert.ok(failure instanceof StoreUnavailableError, String(failure));
+      assert.equal(bed.as.counters.tokenRequests, 0, "no token request was sent");
+
+      // Once the writer is gone (its lock is a dead process's), the refresh goes through.
+      await writer.kill();
+      const again = new TokenManager({ store });
+      await again.refreshNow(CONNECTOR);
+      await again.close();
+      assert.equal(bed.as.counters.refreshGrantsSucceeded, 1);
+      assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
+    } finally {
+      await writer.kill();
+      await store.close();
       await rm(root, { recursive: true, force: true });
     }
   });
