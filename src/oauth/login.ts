@@ -20,6 +20,7 @@ import { assertPkceS256, browserLogin, DEFAULT_BROWSER_TIMEOUT_MS, type FlowDeps
 import { assertDeviceFlowSupported, type DevicePrompt, deviceLogin } from "./device-login.js";
 import { canonicalServerUri, type DiscoveryDeps, type DiscoveryResult, discover } from "./discovery.js";
 import { type FetchLike, httpDepsOf } from "./http.js";
+import { saveLogin } from "./login-save.js";
 import {
   CALLBACK_PATH,
   type LoopbackListener,
@@ -359,8 +360,18 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
       },
       updatedAt: deps.clock.now(),
     };
-    const version = await deps.store.put(name, record, existing?.version ?? null);
-    return { record, version, summary: summarize(record, Boolean(existing)), discovery };
+    // Merged with whatever was written while the person was in the browser (login-save.ts).
+    const saved = await saveLogin(deps.store, record, existing?.version ?? null, {
+      clock: deps.clock,
+      ...(deps.signal ? { signal: deps.signal } : {}),
+      ...(deps.note ? { note: deps.note } : {}),
+    });
+    return {
+      record: saved.record,
+      version: saved.version,
+      summary: summarize(saved.record, Boolean(existing)),
+      discovery,
+    };
   } finally {
     await listener?.close();
   }
