@@ -24,6 +24,11 @@ export const commands: CommandEntry[] = [
     load: async () => (await import("./commands/ensure.js")).ensureCommand,
   },
   {
+    name: "headers",
+    summary: "print the Authorization header as JSON (for Claude Code's headersHelper)",
+    load: async () => (await import("./commands/headers.js")).headersCommand,
+  },
+  {
     name: "keepalive",
     summary: "refresh idle connectors and warn before refresh tokens expire (cron, systemd, or service)",
     load: async () => (await import("./commands/keepalive.js")).keepaliveCommand,

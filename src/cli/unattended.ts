@@ -7,32 +7,17 @@ import { TokenManager } from "../manager/token-manager.js";
 import type { Store } from "../store/types.js";
 import { Notifier, notifyOnReauth } from "../surfaces/notify.js";
 import { describeRecord, type SkipRecord, skipRecordJson } from "../surfaces/skip-record.js";
-import { durationFlag, type FlagOptions } from "./args.js";
+import { durationFlag } from "./args.js";
 import type { CliContext } from "./context.js";
 import { type EventsLog, logManagerEvents, openEventsLog } from "./events-log.js";
 import { openCliStore } from "./runtime.js";
+import type { UnattendedFlags } from "./unattended-flags.js";
+
+// The flags live apart so `token` and `headers` can parse them without loading the manager.
+export { UNATTENDED_HELP, UNATTENDED_OPTIONS, type UnattendedFlags } from "./unattended-flags.js";
 
 /** How long a job runs, unless it says (ensure, run). */
 export const DEFAULT_MIN_TTL = "5m";
-
-export const UNATTENDED_OPTIONS = {
-  store: { type: "string" },
-  events: { type: "string" },
-  "notify-command": { type: "string" },
-  "notify-webhook": { type: "string" },
-  timeout: { type: "string" },
-} as const satisfies FlagOptions;
-
-export const UNATTENDED_HELP = [
-  "  --store URL             the store (default TOKENKEEPER_STORE, else the state directory)",
-  "  --events FILE           append events and skip records as JSON lines (or TOKENKEEPER_EVENTS)",
-  "  --notify-command CMD    run CMD (sh -c) with the record on stdin when a human is needed",
-  "                          (or TOKENKEEPER_NOTIFY_COMMAND; a connector's own setting wins)",
-  "  --notify-webhook URL    POST the record as JSON there (or TOKENKEEPER_NOTIFY_WEBHOOK)",
-  "  --timeout DURATION      stop retrying a failing token endpoint after this (default 30s)",
-].join("\n");
-
-export type UnattendedFlags = { [K in keyof typeof UNATTENDED_OPTIONS]?: string | undefined };
 
 export interface UnattendedSession {
   store: Store;

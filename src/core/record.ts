@@ -3,9 +3,22 @@
  * In memory, credentials are Secrets; the codec below is the only place that turns them
  * into plain strings, for a store to persist (and a network store to seal).
  */
-import { z } from "zod";
 import { ConfigError, StoreCorruptError } from "./errors.js";
 import { Secret } from "./secret.js";
+import {
+  arrayOf,
+  type Infer,
+  literal,
+  nullable,
+  number,
+  object,
+  oneOf,
+  optional,
+  recordOf,
+  ShapeError,
+  string,
+  withDefault,
+} from "./shape.js";
 
 export type GrantKind = "authorization_code" | "device_code" | "client_credentials";
 export type ClientKind = "dynamic" | "preregistered" | "metadata_document";
@@ -113,85 +126,86 @@ export function initialState(): ConnectorState {
 
 // ---- codec -------------------------------------------------------------------------------
 
-const secretString = z.string().min(1);
-const epoch = z.number().finite();
+const secretString = string({ nonEmpty: true });
+const nonEmpty = string({ nonEmpty: true });
+const text = string();
+const epoch = number();
 
-const tokenSetSchema = z.object({
+const tokenSetSchema = object({
   access_token: secretString,
-  token_type: z.string().min(1),
-  refresh_token: secretString.optional(),
-  scope: z.string().optional(),
-  expires_at: epoch.nullable(),
+  token_type: nonEmpty,
+  refresh_token: optional(secretString),
+  scope: optional(text),
+  expires_at: nullable(epoch),
   obtained_at: epoch,
-  refresh_token_issued_at: epoch.optional(),
-  refresh_token_expires_at: epoch.nullable().optional(),
+  refresh_token_issued_at: optional(epoch),
+  refresh_token_expires_at: optional(nullable(epoch)),
 });
 
-const clientSchema = z.object({
-  kind: z.enum(["dynamic", "preregistered", "metadata_document"]),
-  client_id: z.string().min(1),
-  client_secret: secretString.optional(),
-  token_endpoint_auth_method: z.enum(["none", "client_secret_basic", "client_secret_post"]),
-  redirect_uris: z.array(z.string()).optional(),
-  client_secret_expires_at: z.number().optional(),
-  registration_access_token: secretString.optional(),
-  registration_client_uri: z.string().optional(),
+const clientSchema = object({
+  kind: oneOf(["dynamic", "preregistered", "metadata_document"]),
+  client_id: nonEmpty,
+  client_secret: optional(secretString),
+  token_endpoint_auth_method: oneOf(["none", "client_secret_basic", "client_secret_post"]),
+  redirect_uris: optional(arrayOf(text)),
+  client_secret_expires_at: optional(number()),
+  registration_access_token: optional(secretString),
+  registration_client_uri: optional(text),
 });
 
-const stateSchema = z.object({
-  health: z.enum(["ok", "degraded", "reauth_required"]),
-  last_refresh_at: epoch.optional(),
-  last_refresh_outcome: z.enum(["ok", "transient_error", "reauth_required"]).optional(),
-  last_error: z
-    .object({ code: z.string(), error: z.string().optional(), description: z.string().optional(), at: epoch })
-    .optional(),
-  refresh_count: z.number().int().nonnegative(),
-  rotation_count: z.number().int().nonnegative(),
-  clock_skew_ms: z.number().optional(),
-  clock_skew_measured_at: epoch.optional(),
-  reauth: z
-    .object({
-      reason: z.string(),
-      server_error: z.string().optional(),
-      server_error_description: z.string().optional(),
+const stateSchema = object({
+  health: oneOf(["ok", "degraded", "reauth_required"]),
+  last_refresh_at: optional(epoch),
+  last_refresh_outcome: optional(oneOf(["ok", "transient_error", "reauth_required"])),
+  last_error: optional(object({ code: text, error: optional(text), description: optional(text), at: epoch })),
+  refresh_count: number({ int: true, min: 0 }),
+  rotation_count: number({ int: true, min: 0 }),
+  clock_skew_ms: optional(number()),
+  clock_skew_measured_at: optional(epoch),
+  reauth: optional(
+    object({
+      reason: text,
+      server_error: optional(text),
+      server_error_description: optional(text),
       since: epoch,
-      action: z.string(),
-      required_scope: z.string().optional(),
-    })
-    .optional(),
-  notified_at: epoch.optional(),
-  expiry_warned_at: epoch.optional(),
+      action: text,
+      required_scope: optional(text),
+    }),
+  ),
+  notified_at: optional(epoch),
+  expiry_warned_at: optional(epoch),
 });
 
-const recordSchema = z.object({
-  schema: z.literal(1),
-  name: z.string().min(1),
-  grant: z.enum(["authorization_code", "device_code", "client_credentials"]),
-  scope: z.string().optional(),
-  server: z.object({
-    mcp_url: z.string().min(1),
-    resource: z.string().min(1),
-    issuer: z.string().min(1),
-    metadata: z.looseObject({ issuer: z.string(), token_endpoint: z.string().optional() }),
-    resource_metadata_url: z.string().optional(),
+const recordSchema = object({
+  schema: literal(1),
+  name: nonEmpty,
+  grant: oneOf(["authorization_code", "device_code", "client_credentials"]),
+  scope: optional(text),
+  server: object({
+    mcp_url: nonEmpty,
+    resource: nonEmpty,
+    issuer: nonEmpty,
+    metadata: object({ issuer: text, token_endpoint: optional(text) }, { loose: true }),
+    resource_metadata_url: optional(text),
   }),
   client: clientSchema,
-  tokens: tokenSetSchema.nullable(),
+  tokens: nullable(tokenSetSchema),
   state: stateSchema,
-  settings: z
-    .object({
-      refresh_ahead_ms: z.number().nonnegative().optional(),
-      refresh_token_lifetime_ms: z.number().positive().optional(),
-      notify_command: z.string().optional(),
-      notify_webhook: z.string().optional(),
-      headers: z.record(z.string(), z.string()).optional(),
-    })
-    .default({}),
+  settings: withDefault(
+    object({
+      refresh_ahead_ms: optional(number({ min: 0 })),
+      refresh_token_lifetime_ms: optional(number({ above: 0 })),
+      notify_command: optional(text),
+      notify_webhook: optional(text),
+      headers: optional(recordOf(text)),
+    }),
+    () => ({}),
+  ),
   created_at: epoch,
   updated_at: epoch,
 });
 
-export type SerializedRecord = z.infer<typeof recordSchema>;
+export type SerializedRecord = Infer<typeof recordSchema>;
 
 function defined<T extends Record<string, unknown>>(obj: T): T {
   for (const k of Object.keys(obj)) if (obj[k] === undefined) delete obj[k];
@@ -278,19 +292,19 @@ function optSecret(v: string | undefined): Secret | undefined {
  * is reported with its location; the error never quotes the content (it holds secrets).
  */
 export function parseRecord(data: unknown, where: string): ConnectorRecord {
-  const parsed = recordSchema.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const path = issue ? issue.path.join(".") || "(root)" : "(root)";
+  let s: SerializedRecord;
+  try {
+    s = recordSchema(data, "");
+  } catch (error) {
+    if (!(error instanceof ShapeError)) throw error;
     throw new StoreCorruptError(
-      `${where} is not a valid connector record: field "${path}" ${issue?.message ?? "is invalid"}`,
+      `${where} is not a valid connector record: field "${error.path}" ${error.message}`,
       {
         file: where,
-        field: path,
+        field: error.path,
       },
     );
   }
-  const s = parsed.data;
   return {
     schema: 1,
     name: s.name,

@@ -37,9 +37,9 @@ import { existsSync } from "node:fs";
 import { access, mkdir, readdir, readFile, rename, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
 import type { Clock } from "../core/clock.js";
 import { StoreCorruptError } from "../core/errors.js";
+import { number, object, ShapeError, string } from "../core/shape.js";
 import { tempPathFor } from "./atomic-write.js";
 import type { LockOptions, StoreLock } from "./types.js";
 
@@ -68,12 +68,12 @@ const MAX_POLL_MS = 200;
 
 const THIS_HOST = hostname();
 
-const holderSchema = z.object({
-  pid: z.number().int().positive(),
-  hostname: z.string(),
-  token: z.string().regex(/^[0-9a-f]{32}$/),
-  acquiredAt: z.number().finite(),
-  expiresAt: z.number().finite(),
+const holderSchema = object({
+  pid: number({ int: true, min: 1 }),
+  hostname: string(),
+  token: string({ pattern: /^[0-9a-f]{32}$/ }),
+  acquiredAt: number(),
+  expiresAt: number(),
 });
 
 /** Tokens of the locks this process has taken and not released. */
@@ -120,10 +120,15 @@ function parseHolder(text: string, fileName: string): LockHolder | null {
   } catch {
     return null;
   }
-  const parsed = holderSchema.safeParse(data);
+  let holder: LockHolder;
+  try {
+    holder = holderSchema(data, "");
+  } catch (error) {
+    if (error instanceof ShapeError) return null;
+    throw error;
+  }
   // A file whose name and content disagree was not written by this protocol: treat it as unreadable.
-  if (!parsed.success || `${parsed.data.token}.json` !== fileName) return null;
-  return parsed.data;
+  return `${holder.token}.json` === fileName ? holder : null;
 }
 
 type Look =

@@ -21,7 +21,6 @@ import { constants, type Stats } from "node:fs";
 import { access, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { z } from "zod";
 import { type Clock, systemClock } from "../core/clock.js";
 import {
   ConflictError,
@@ -31,6 +30,7 @@ import {
   StoreUnavailableError,
 } from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord, parseRecord, serializeRecord } from "../core/record.js";
+import { number, object, ShapeError } from "../core/shape.js";
 import { atomicWrite, fsyncDirectory, parseTempName } from "./atomic-write.js";
 import { acquireFileLock, type FileLock, isProcessAlive, lockState, readLockHolder } from "./file-lock.js";
 import type { GetOptions, LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
@@ -67,10 +67,7 @@ const TEMP_SWEEP_AGE_MS = 60_000;
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 
-const envelopeSchema = z.object({
-  version: z.number().int().positive(),
-  record: z.unknown(),
-});
+const envelopeSchema = object({ version: number({ int: true, min: 1 }) });
 
 type Loaded =
   | { kind: "absent" }
@@ -210,15 +207,18 @@ function decodeFile(bytes: Uint8Array, file: string): { version: number; record:
     const why = text.length === 0 ? "empty" : "truncated or damaged";
     throw new StoreCorruptError(`${file} is not valid JSON (${why})`, { file });
   }
-  const envelope = envelopeSchema.safeParse(data);
-  if (!envelope.success) {
-    const path = envelope.error.issues[0]?.path.join(".") || "(root)";
+  let envelope: { version: number };
+  try {
+    envelope = envelopeSchema(data, "");
+  } catch (error) {
+    if (!(error instanceof ShapeError)) throw error;
+    const path = error.path;
     throw new StoreCorruptError(`${file} is not a valid store file: field "${path}" is missing or invalid`, {
       file,
       field: path,
     });
   }
-  return { version: envelope.data.version, record: parseRecord(envelope.data.record, file) };
+  return { version: envelope.version, record: parseRecord((data as { record?: unknown }).record, file) };
 }
 
 function encodeFile(version: number, record: ConnectorRecord): string {

@@ -1,0 +1,96 @@
+/**
+ * The access token that `token` and `headers` print, and the flags they share.
+ *
+ * A token the store holds fresh (by the same refresh-policy decision the manager makes, and for
+ * a grant not known to be dead) is printed after one store read: the token manager,
+ * notifications and the events log are not even loaded, so these commands start about as fast
+ * as Node itself (bench/cli-startup.ts). Anything else (a refresh due, a dead grant to report
+ * and announce, a token from inside `tokenkeeper run`) takes the full path through the manager,
+ * imported only then.
+ */
+import { formatDuration } from "../core/duration.js";
+import { ConfigError } from "../core/errors.js";
+import { assertConnectorName } from "../core/record.js";
+import { Secret } from "../core/secret.js";
+import { achievableMinTtlMs, DEFAULT_REFRESH_AHEAD_MS, freshness } from "../manager/refresh-policy.js";
+import { durationFlag, type FlagOptions, parseFlags } from "./args.js";
+import type { CliContext } from "./context.js";
+import { openCliStore } from "./runtime.js";
+import { UNATTENDED_HELP, UNATTENDED_OPTIONS, type UnattendedFlags } from "./unattended-flags.js";
+
+export const TOKEN_OPTIONS = {
+  "min-ttl": { type: "string" },
+  ...UNATTENDED_OPTIONS,
+} as const satisfies FlagOptions;
+
+export const TOKEN_HELP = `  --min-ttl DURATION      the token must stay valid at least this long (default 0: fresh by the
+                          refresh-ahead policy); capped at what the server grants, with a warning
+${UNATTENDED_HELP}`;
+
+/** The one connector NAME and the flags of `token`/`headers`. */
+export function parseTokenArgs(args: string[]): { name: string; minTtlMs: number; flags: UnattendedFlags } {
+  const { values, positionals } = parseFlags(args, TOKEN_OPTIONS);
+  if (positionals.length !== 1) throw new ConfigError("give exactly one connector NAME");
+  const name = positionals[0]!;
+  assertConnectorName(name);
+  const minTtlMs = values["min-ttl"] === undefined ? 0 : durationFlag("--min-ttl", values["min-ttl"]);
+  // Checked here too: a fresh token never reaches the manager, and a bad flag must not pass unseen.
+  if (values.timeout !== undefined) durationFlag("--timeout", values.timeout);
+  return { name, minTtlMs, flags: values };
+}
+
+export async function cliAccessToken(
+  name: string,
+  minTtlMs: number,
+  flags: UnattendedFlags,
+  ctx: CliContext,
+): Promise<Secret> {
+  if (ctx.env.TOKENKEEPER_RUN_URL) {
+    // Inside `tokenkeeper run`: the run's manager is the only refresher; the store is not opened.
+    const { fetchRunToken, runEndpointFromEnv } = await import("../surfaces/token-endpoint-server.js");
+    const run = runEndpointFromEnv(ctx.env);
+    if (run) {
+      const answer = await fetchRunToken(run, name, {
+        clock: ctx.clock,
+        minTtlMs,
+        ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+      });
+      return new Secret(answer.access_token);
+    }
+  }
+
+  const store = await openCliStore(flags.store, ctx);
+  let effective = minTtlMs;
+  try {
+    const stored = await store.get(name);
+    const record = stored?.record;
+    const tokens = record?.tokens;
+    const aheadMs = record?.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
+    effective = achievableMinTtlMs(tokens, minTtlMs, aheadMs);
+    if (effective < minTtlMs && tokens?.expiresAt != null) {
+      const lifetime = tokens.expiresAt - tokens.obtainedAt;
+      ctx.stderr.write(
+        `tokenkeeper: warning: "${name}" gets ${formatDuration(lifetime)} tokens from its server; --min-ttl ${formatDuration(minTtlMs)} lowered to ${formatDuration(effective)}\n`,
+      );
+    }
+    if (
+      record &&
+      tokens &&
+      record.state.health !== "reauth_required" &&
+      freshness(tokens, ctx.clock.now(), effective, aheadMs) === "fresh"
+    ) {
+      return tokens.accessToken;
+    }
+  } finally {
+    await store.close();
+  }
+
+  const { openUnattended } = await import("./unattended.js");
+  const session = await openUnattended(ctx, flags);
+  try {
+    const token = await session.manager.getAccessToken(name, { minTtlMs: effective, signal: ctx.signal });
+    return token.token;
+  } finally {
+    await session.close();
+  }
+}
