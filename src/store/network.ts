@@ -7,10 +7,17 @@
  */
 import { randomBytes } from "node:crypto";
 import { type Clock, systemClock } from "../core/clock.js";
-import { ConfigError, LockTimeoutError, StoreKeyError, StoreUnavailableError } from "../core/errors.js";
+import {
+  ConfigError,
+  LockTimeoutError,
+  StoreCorruptError,
+  StoreKeyError,
+  StoreUnavailableError,
+} from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
 import {
   type Keyring,
+  nextVersion,
   type RawRecordAccess,
   RecordCodec,
   type RotationReport,
@@ -220,12 +227,22 @@ export abstract class NetworkStoreBase implements Store {
   async get(name: string): Promise<StoredRecord | null> {
     assertConnectorName(name);
     const raw = await this.getRaw(name);
-    return raw ? { record: this.#codec.decode(name, raw.text), version: raw.version } : null;
+    return raw ? { record: this.#codec.decode(name, raw.version, raw.text), version: raw.version } : null;
   }
 
   async put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number> {
     assertConnectorName(name);
-    return this.putRaw(name, this.#codec.encode(name, record), expectedVersion);
+    // Sealed for the version this write will get, so the blob cannot stand in for another one.
+    const text = this.#codec.encode(name, nextVersion(expectedVersion), record);
+    const version = await this.putRaw(name, text, expectedVersion);
+    if (version !== nextVersion(expectedVersion)) {
+      // A backend that numbers writes differently would make every record unreadable: say so now.
+      throw new StoreCorruptError(
+        `${this.location} gave connector "${name}" version ${version}, not ${nextVersion(expectedVersion)}; sealed records bind the version`,
+        { connector: name, store: this.location },
+      );
+    }
+    return version;
   }
 
   async lock(name: string, options: LockOptions): Promise<StoreLock> {

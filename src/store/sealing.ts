@@ -3,11 +3,24 @@
  * backed up, replicated and read by its operators; the refresh tokens in it are long-lived
  * credentials. So a network store never writes a record in the clear unless told to.
  *
- * Envelope: `tk1.<keyId>.<iv>.<ciphertext+tag>` (base64url parts), AES-256-GCM with a random
+ * Envelope: `tk2.<keyId>.<iv>.<ciphertext+tag>` (base64url parts), AES-256-GCM with a random
  * 96-bit IV per write (NIST SP 800-38D §8.2.2: random IVs are safe well below 2^32 messages per
- * key). The additional authenticated data binds the connector name and the key id, so a sealed
- * blob copied onto another connector's entry fails to open, and the key id in the header cannot
- * be swapped.
+ * key). The additional authenticated data binds the connector name, the key id and the record's
+ * version, so a sealed blob copied onto another connector's entry fails to open, the key id in
+ * the header cannot be swapped, and a store writer without the key cannot roll a connector back
+ * by putting an older blob of the same connector in place of the current one (an older refresh
+ * token, already spent: refreshing with it would make the server revoke the whole grant).
+ *
+ * The version is the one the store assigns at put: both network stores number a connector's
+ * writes 1, 2, 3 … (a compare-and-set at version N writes N + 1; creating writes 1), so the
+ * writer knows it before sending and seals for it. Restoring a blob together with its old version
+ * number is still possible for someone who can write the store: it reverts the whole connector,
+ * like restoring a backup, and is named in docs/security.md.
+ *
+ * Records written before the version was bound (`tk1`, AAD without the version) are still read,
+ * and every write seals `tk2`. Until a key rotation retires the key they were sealed with, an
+ * old `tk1` blob can still be replayed; `tokenkeeper store rotate-key` re-seals every record as
+ * `tk2` under the new key, and removing the old key then closes that window.
  *
  * Keys: `TOKENKEEPER_KEY` (one or more keys, comma or whitespace separated) or
  * `TOKENKEEPER_KEY_FILE` (one key a line, `#` comments; mode 0600 or stricter). The first key is
@@ -37,8 +50,11 @@ const inspectSymbol = Symbol.for("nodejs.util.inspect.custom");
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const ENVELOPE_VERSION = "tk1";
-const ENVELOPE = /^tk1\.([0-9a-f]{8})\.([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{22,})$/;
+/** Written by every seal: name, key id and record version authenticated. */
+const ENVELOPE_VERSION = "tk2";
+/** Read only: name and key id authenticated, not the version (records from before tk2). */
+const LEGACY_ENVELOPE = "tk1";
+const ENVELOPE = /^(tk[12])\.([0-9a-f]{8})\.([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{22,})$/;
 
 // ---- keys ----------------------------------------------------------------------------------
 
@@ -224,17 +240,32 @@ function splitKeys(text: string): string[] {
 
 // ---- the envelope --------------------------------------------------------------------------
 
-function aad(name: string, keyId: string): Buffer {
-  return Buffer.from(`${ENVELOPE_VERSION}\0${name}\0${keyId}`, "utf8");
+function aad(envelope: string, name: string, keyId: string, version: number): Buffer {
+  const text =
+    envelope === LEGACY_ENVELOPE ? `tk1\0${name}\0${keyId}` : `${envelope}\0${name}\0${keyId}\0${version}`;
+  return Buffer.from(text, "utf8");
 }
 
 /** The key id a sealed value names, or null when the text is not an envelope. */
 export function sealedKeyId(sealed: string): string | null {
-  return ENVELOPE.exec(sealed)?.[1] ?? null;
+  return ENVELOPE.exec(sealed)?.[2] ?? null;
+}
+
+/** True for a blob in the current envelope (version-bound); false for a legacy one or plain text. */
+export function isCurrentEnvelope(sealed: string): boolean {
+  return sealed.startsWith(`${ENVELOPE_VERSION}.`);
 }
 
 export function isSealed(text: string): boolean {
-  return text.startsWith(`${ENVELOPE_VERSION}.`);
+  return text.startsWith(`${ENVELOPE_VERSION}.`) || text.startsWith(`${LEGACY_ENVELOPE}.`);
+}
+
+/**
+ * The version a store assigns to a compare-and-set write at `expectedVersion` (null: create).
+ * Both network stores number writes this way; the seal must be made for it before sending.
+ */
+export function nextVersion(expectedVersion: number | null): number {
+  return expectedVersion === null ? 1 : expectedVersion + 1;
 }
 
 export class Sealer {
@@ -247,22 +278,22 @@ export class Sealer {
     this.where = options.where ?? "the store";
   }
 
-  /** Seals `plaintext` for connector `name` under the current key. */
-  seal(name: string, plaintext: string): string {
+  /** Seals `plaintext` for connector `name` at record `version` under the current key. */
+  seal(name: string, version: number, plaintext: string): string {
     const key = this.keyring.current;
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv("aes-256-gcm", keyBytes.get(key)!, iv);
-    cipher.setAAD(aad(name, key.id));
+    cipher.setAAD(aad(ENVELOPE_VERSION, name, key.id, version));
     const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final(), cipher.getAuthTag()]);
     return `${ENVELOPE_VERSION}.${key.id}.${iv.toString("base64url")}.${body.toString("base64url")}`;
   }
 
   /**
-   * Opens a value sealed for connector `name`. StoreKeyError when its key is not in the
-   * keyring; StoreCorruptError when it is malformed or fails authentication (altered, or
-   * copied from another connector's entry).
+   * Opens a value sealed for connector `name` stored at `version`. StoreKeyError when its key is
+   * not in the keyring; StoreCorruptError when it is malformed or fails authentication (altered,
+   * copied from another connector's entry, or an older version of this one put back).
    */
-  open(name: string, sealed: string): string {
+  open(name: string, version: number, sealed: string): string {
     const match = ENVELOPE.exec(sealed);
     if (!match) {
       throw new StoreCorruptError(`connector "${name}" in ${this.where} is not a valid sealed record`, {
@@ -270,7 +301,13 @@ export class Sealer {
         store: this.where,
       });
     }
-    const [, keyId, ivText, bodyText] = match as unknown as [string, string, string, string];
+    const [, envelope, keyId, ivText, bodyText] = match as unknown as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
     const key = this.keyring.find(keyId);
     if (!key) {
       throw new StoreKeyError(
@@ -288,7 +325,7 @@ export class Sealer {
     }
     try {
       const decipher = createDecipheriv("aes-256-gcm", keyBytes.get(key)!, Buffer.from(ivText, "base64url"));
-      decipher.setAAD(aad(name, keyId));
+      decipher.setAAD(aad(envelope, name, keyId, version));
       decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
       return Buffer.concat([
         decipher.update(body.subarray(0, body.length - TAG_BYTES)),
@@ -297,8 +334,8 @@ export class Sealer {
     } catch {
       throw new StoreCorruptError(
         `connector "${name}" in ${this.where} fails authentication under key ${keyId}: ` +
-          "the record was altered, or copied from another connector's entry",
-        { connector: name, store: this.where, keyId },
+          `the record was altered, copied from another connector's entry, or is an older version put back in place of version ${version} (a rollback)`,
+        { connector: name, store: this.where, keyId, version },
       );
     }
   }
@@ -321,12 +358,14 @@ export class RecordCodec {
     this.where = where;
   }
 
-  encode(name: string, record: ConnectorRecord): string {
+  /** The stored text of `record` written as `version` (see nextVersion). */
+  encode(name: string, version: number, record: ConnectorRecord): string {
     const text = encodeRecord(record);
-    return this.sealer ? this.sealer.seal(name, text) : text;
+    return this.sealer ? this.sealer.seal(name, version, text) : text;
   }
 
-  decode(name: string, text: string): ConnectorRecord {
+  /** The record from the text stored at `version`. */
+  decode(name: string, version: number, text: string): ConnectorRecord {
     const where = `${this.where} (connector "${name}")`;
     if (isSealed(text)) {
       if (!this.sealer) {
@@ -337,7 +376,7 @@ export class RecordCodec {
           { connector: name, store: this.where, keyId },
         );
       }
-      return decodeRecord(this.sealer.open(name, text), where);
+      return decodeRecord(this.sealer.open(name, version, text), where);
     }
     if (this.sealer) {
       throw new StoreKeyError(
@@ -384,7 +423,9 @@ export async function resealAll(
     for (let attempt = 1; ; attempt++) {
       const stored = await raw.getRaw(name);
       if (!stored) break;
-      if (sealedKeyId(stored.text) === next.current.id) {
+      // A legacy (tk1) blob is re-sealed even under the current key: it upgrades to the
+      // version-bound envelope.
+      if (sealedKeyId(stored.text) === next.current.id && isCurrentEnvelope(stored.text)) {
         report.unchanged.push(name);
         break;
       }
@@ -394,7 +435,11 @@ export async function resealAll(
           { connector: name, store: options.where },
         );
       }
-      const resealed = sealer.seal(name, sealer.open(name, stored.text));
+      const resealed = sealer.seal(
+        name,
+        nextVersion(stored.version),
+        sealer.open(name, stored.version, stored.text),
+      );
       try {
         await raw.putRaw(name, resealed, stored.version);
         report.resealed.push(name);

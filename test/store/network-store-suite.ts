@@ -13,6 +13,7 @@ import {
   StoreKeyError,
   StoreUnavailableError,
 } from "../../src/core/errors.js";
+import { encodeRecord } from "../../src/core/record.js";
 import { Secret } from "../../src/core/secret.js";
 import type { NetworkStore } from "../../src/store/open-store.js";
 import { generateKey, Keyring } from "../../src/store/sealing.js";
@@ -28,6 +29,7 @@ import {
   withParams,
 } from "../support/services.js";
 import { describeStoreConformance } from "./conformance.js";
+import { sealLegacy } from "./fixtures/legacy-seal.js";
 
 export interface OpenOptions {
   /** The store URL; its query names the namespace (`prefix=`, `schema=`) and may say `encrypt=false`. */
@@ -144,7 +146,7 @@ export async function describeNetworkStore<S extends NetworkStore>(
       const raw = await target.readRaw(store, "sealed");
       assert.ok(raw);
       assert.equal(raw.version, 1);
-      assert.match(raw.sealed, new RegExp(`^tk1\\.${key.id}\\.[A-Za-z0-9_-]{16}\\.[A-Za-z0-9_-]+$`));
+      assert.match(raw.sealed, new RegExp(`^tk2\\.${key.id}\\.[A-Za-z0-9_-]{16}\\.[A-Za-z0-9_-]+$`));
       for (const secret of [
         "access-token-value-0001",
         "refresh-token-value-0001",
@@ -157,6 +159,46 @@ export async function describeNetworkStore<S extends NetworkStore>(
       await store.put("other", makeRecord("other"), null);
       await target.writeRaw(store, "other", raw.sealed);
       await assert.rejects(store.get("other"), StoreCorruptError);
+    });
+
+    it("refuses a rollback: an older sealed blob of the same connector put back by a writer without the key", async (t) => {
+      if (!(await required(t))) return;
+      const store = await ready({ keyring: ring(generateKey()) });
+      await store.put(
+        "roll",
+        makeRecord("roll", { tokens: makeTokens({ accessToken: new Secret("at-v1") }) }),
+        null,
+      );
+      const v1 = (await target.readRaw(store, "roll"))!;
+      await store.put(
+        "roll",
+        makeRecord("roll", { tokens: makeTokens({ accessToken: new Secret("at-v2") }) }),
+        1,
+      );
+      // The writer replaces the blob in place (the version stays 2) ...
+      await target.writeRaw(store, "roll", v1.sealed);
+      assert.equal((await target.readRaw(store, "roll"))!.version, 2);
+      const error = await store.get("roll").then(
+        () => assert.fail("an older blob was accepted"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof StoreCorruptError, String(error));
+      assert.match(error.message, /older version put back in place of version 2/);
+    });
+
+    it("reads a record sealed before versions were bound (tk1) and re-seals it as tk2 on the next write", async (t) => {
+      if (!(await required(t))) return;
+      const key = generateKey();
+      const store = await ready({ keyring: ring(key) });
+      const record = makeRecord("legacy");
+      await store.put("legacy", record, null);
+      await target.writeRaw(store, "legacy", sealLegacy(key, "legacy", encodeRecord(record)));
+      const got = await store.get("legacy");
+      assert.equal(got?.record.tokens?.accessToken.reveal(), "access-token-value-0001");
+      await store.put("legacy", got!.record, got!.version);
+      const raw = (await target.readRaw(store, "legacy"))!;
+      assert.match(raw.sealed, /^tk2\./);
+      assert.equal((await store.get("legacy"))?.version, 2);
     });
 
     it("refuses to read a record sealed under a key it lacks, and leaves the record intact", async (t) => {

@@ -15,6 +15,8 @@ import {
 import { serializeRecord } from "../../src/core/record.js";
 import {
   generateKey,
+  isCurrentEnvelope,
+  isSealed,
   Keyring,
   loadKeyring,
   type RawRecordAccess,
@@ -25,21 +27,43 @@ import {
   sealedKeyId,
 } from "../../src/store/sealing.js";
 import { makeRecord } from "../support/fixtures.js";
+import { sealLegacy } from "./fixtures/legacy-seal.js";
 
 const ring = (...keys: SealKey[]) => new Keyring(keys[0]!, keys.slice(1));
 
 describe("Sealer", () => {
-  it("seals into a tk1 envelope under the current key, with a fresh IV each time", () => {
+  it("seals into a tk2 envelope under the current key, with a fresh IV each time", () => {
     const key = generateKey();
     const sealer = new Sealer(ring(key));
-    const a = sealer.seal("demo", "hello refresh-token");
-    const b = sealer.seal("demo", "hello refresh-token");
-    assert.match(a, new RegExp(`^tk1\\.${key.id}\\.[A-Za-z0-9_-]{16}\\.[A-Za-z0-9_-]+$`));
+    const a = sealer.seal("demo", 1, "hello refresh-token");
+    const b = sealer.seal("demo", 1, "hello refresh-token");
+    assert.match(a, new RegExp(`^tk2\\.${key.id}\\.[A-Za-z0-9_-]{16}\\.[A-Za-z0-9_-]+$`));
     assert.notEqual(a, b);
     assert.notEqual(a.split(".")[2], b.split(".")[2], "IVs differ");
     assert.ok(!a.includes("refresh-token"));
-    assert.equal(sealer.open("demo", a), "hello refresh-token");
+    assert.equal(sealer.open("demo", 1, a), "hello refresh-token");
     assert.equal(sealedKeyId(a), key.id);
+  });
+
+  it("binds the record version: an older blob of the same connector put back is refused (rollback)", () => {
+    const sealer = new Sealer(ring(generateKey()), { where: "postgres://db/tk" });
+    const v3 = sealer.seal("demo", 3, "refresh-token-3");
+    const v4 = sealer.seal("demo", 4, "refresh-token-4");
+    assert.equal(sealer.open("demo", 4, v4), "refresh-token-4");
+    // A writer without the key puts v3's blob in place while the store says version 4 (or 5).
+    assert.throws(() => sealer.open("demo", 4, v3), /older version put back in place of version 4/);
+    assert.throws(() => sealer.open("demo", 5, v3), StoreCorruptError);
+  });
+
+  it("reads a legacy tk1 record (no version in the AAD) at any version; writes are always tk2", () => {
+    const key = generateKey();
+    const sealer = new Sealer(ring(key));
+    const legacy = sealLegacy(key, "demo", "old-format-record");
+    assert.equal(sealer.open("demo", 7, legacy), "old-format-record");
+    assert.equal(sealedKeyId(legacy), key.id);
+    assert.throws(() => sealer.open("other", 7, legacy), StoreCorruptError, "the name is still bound");
+    assert.ok(isSealed(legacy) && !isCurrentEnvelope(legacy));
+    assert.ok(isCurrentEnvelope(sealer.seal("demo", 8, "x")));
   });
 
   it("names a key by the first 8 hex digits of its SHA-256", () => {
@@ -52,27 +76,27 @@ describe("Sealer", () => {
 
   it("refuses a blob copied onto another connector (the name is authenticated)", () => {
     const sealer = new Sealer(ring(generateKey()), { where: "redis://cache/0" });
-    const sealed = sealer.seal("alpha", "secret");
-    assert.throws(() => sealer.open("beta", sealed), StoreCorruptError);
+    const sealed = sealer.seal("alpha", 1, "secret");
+    assert.throws(() => sealer.open("beta", 1, sealed), StoreCorruptError);
   });
 
   it("refuses a tampered or malformed blob as corrupt", () => {
     const sealer = new Sealer(ring(generateKey()));
-    const sealed = sealer.seal("demo", "secret text");
+    const sealed = sealer.seal("demo", 1, "secret text");
     const body = sealed.split(".")[3]!;
     const flipped = `${body[0] === "A" ? "B" : "A"}${body.slice(1)}`;
-    assert.throws(() => sealer.open("demo", sealed.replace(body, flipped)), StoreCorruptError);
-    assert.throws(() => sealer.open("demo", "tk1.nothex.x.y"), StoreCorruptError);
+    assert.throws(() => sealer.open("demo", 1, sealed.replace(body, flipped)), StoreCorruptError);
+    assert.throws(() => sealer.open("demo", 1, "tk2.nothex.x.y"), StoreCorruptError);
   });
 
   it("opens with a previous key, and names the missing key and the connector otherwise", () => {
     const old = generateKey();
     const current = generateKey();
-    const sealed = new Sealer(ring(old)).seal("demo", "secret");
-    assert.equal(new Sealer(ring(current, old)).open("demo", sealed), "secret");
+    const sealed = new Sealer(ring(old)).seal("demo", 1, "secret");
+    assert.equal(new Sealer(ring(current, old)).open("demo", 1, sealed), "secret");
     const error = (() => {
       try {
-        new Sealer(ring(current), { where: "postgres://db/tk" }).open("demo", sealed);
+        new Sealer(ring(current), { where: "postgres://db/tk" }).open("demo", 1, sealed);
       } catch (e) {
         return e;
       }
@@ -197,18 +221,36 @@ describe("RecordCodec", () => {
     const sealed = new RecordCodec(new Sealer(ring(generateKey())), "redis://cache/0");
     const plain = new RecordCodec(null, "redis://cache/0");
     const record = makeRecord("demo");
-    const text = sealed.encode("demo", record);
-    assert.deepEqual(serializeRecord(sealed.decode("demo", text)), serializeRecord(record));
-    assert.throws(() => plain.decode("demo", text), StoreKeyError);
-    assert.throws(() => sealed.decode("demo", plain.encode("demo", record)), StoreKeyError);
+    const text = sealed.encode("demo", 1, record);
+    assert.deepEqual(serializeRecord(sealed.decode("demo", 1, text)), serializeRecord(record));
+    assert.throws(() => plain.decode("demo", 1, text), StoreKeyError);
+    assert.throws(() => sealed.decode("demo", 1, plain.encode("demo", 1, record)), StoreKeyError);
     assert.deepEqual(
-      serializeRecord(plain.decode("demo", plain.encode("demo", record))),
+      serializeRecord(plain.decode("demo", 1, plain.encode("demo", 1, record))),
       serializeRecord(record),
     );
   });
 });
 
 describe("resealAll", () => {
+  it("upgrades legacy tk1 records to tk2 even when they are under the current key", async () => {
+    const key = generateKey();
+    const entries = new Map([["old", { text: sealLegacy(key, "old", "token-old"), version: 2 }]]);
+    const access: RawRecordAccess = {
+      list: async () => [...entries.keys()],
+      getRaw: async (name) => entries.get(name) ?? null,
+      putRaw: async (name, text, expected) => {
+        entries.set(name, { text, version: expected + 1 });
+        return expected + 1;
+      },
+    };
+    const report = await resealAll(access, ring(key), ring(key), { where: "test" });
+    assert.deepEqual(report.resealed, ["old"]);
+    const upgraded = entries.get("old")!;
+    assert.ok(isCurrentEnvelope(upgraded.text));
+    assert.equal(new Sealer(ring(key)).open("old", 3, upgraded.text), "token-old");
+  });
+
   /** In-memory raw access whose first write to `racy` loses to a refresh that lands first. */
   function rawStore(
     entries: Map<string, { text: string; version: number }>,
@@ -239,16 +281,16 @@ describe("resealAll", () => {
     const k2 = generateKey();
     const oldSealer = new Sealer(ring(k1));
     const entries = new Map([
-      ["a", { text: oldSealer.seal("a", "token-a1"), version: 1 }],
-      ["b", { text: oldSealer.seal("b", "token-b1"), version: 3 }],
+      ["a", { text: oldSealer.seal("a", 1, "token-a1"), version: 1 }],
+      ["b", { text: oldSealer.seal("b", 3, "token-b1"), version: 3 }],
     ]);
-    const access = rawStore(entries, "b", () => oldSealer.seal("b", "token-b2-refreshed"));
+    const access = rawStore(entries, "b", () => oldSealer.seal("b", 4, "token-b2-refreshed"));
     const report = await resealAll(access, ring(k1), ring(k2, k1), { where: "test" });
     assert.deepEqual(report, { keyId: k2.id, resealed: ["a", "b"], unchanged: [] });
 
     const newSealer = new Sealer(ring(k2));
-    assert.equal(newSealer.open("a", entries.get("a")!.text), "token-a1");
-    assert.equal(newSealer.open("b", entries.get("b")!.text), "token-b2-refreshed");
+    assert.equal(newSealer.open("a", 2, entries.get("a")!.text), "token-a1");
+    assert.equal(newSealer.open("b", 5, entries.get("b")!.text), "token-b2-refreshed");
     assert.equal(entries.get("b")!.version, 5);
 
     const again = await resealAll(access, ring(k2, k1), ring(k2), { where: "test" });
