@@ -92,7 +92,6 @@ describe("a refresher paused past its lease right before its request leaves", ()
       const other = new TokenManager({ store: seed, lock: { waitMs: STEP_MS } });
       const fresh = await other.refreshNow(CONNECTOR);
       await other.close();
-      assert.ok(Date.now() - pausedAt >= LEASE_MS - 100, "the other process waited for the lease to run out");
       assert.equal(bed.as.counters.refreshGrantsSucceeded, 1, "the other process refreshed");
       assert.ok(await isStopped(worker.pid), "the worker stayed stopped throughout");
 

@@ -54,6 +54,8 @@ export interface NetworkStoreTarget<S extends NetworkStore> {
   writeRaw(store: S, name: string, sealed: string): Promise<void>;
   /** Everything the server holds for a connector, to compare before and after. */
   snapshot(store: S, name: string): Promise<unknown>;
+  /** Removes a connector's refresh lock past the Store API, as an operator clearing it would. */
+  dropLockRaw(store: S, name: string): Promise<void>;
   /** A closed port: a URL for it with the password "hunter2", and the location the store must show. */
   unreachable: { url: string; location: string };
 }
@@ -118,6 +120,23 @@ export async function describeNetworkStore<S extends NetworkStore>(
     after(async () => {
       for (const s of opened) await s.close();
       await scratch.drop();
+    });
+
+    it("tells a holder its lease is gone when the server says so, though its own clock cannot know", async (t) => {
+      if (!(await required(t))) return;
+      const url = withParams(stores.url(), { encrypt: "false" });
+      const a = await ready({ url, keyring: null });
+      const b = open({ url, keyring: null });
+      const lock = await a.lock("cleared", { leaseMs: 10_000, waitMs: 100 });
+      // Cleared behind its back (an operator, a failover that lost the key) and taken by another.
+      await target.dropLockRaw(a, "cleared");
+      const other = await b.lock("cleared", { leaseMs: 10_000, waitMs: 100 });
+      assert.ok(lock.held(), "by its own clock the first holder still has its lease");
+      assert.equal(await lock.remainingMs(), 0, "the server says the lease is not its own any more");
+      assert.ok((await other.remainingMs()) > 5_000);
+      await lock.release();
+      assert.ok((await other.remainingMs()) > 5_000, "the old holder's release left the new lease alone");
+      await other.release();
     });
 
     it("frees the lock of a holder that was SIGKILLed once its lease runs out", async (t) => {

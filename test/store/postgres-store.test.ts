@@ -30,6 +30,9 @@ const postgres: NetworkStoreTarget<PostgresStore> = {
     postgresQuery(`SELECT version, sealed FROM "${store.schema}".tokenkeeper_connectors WHERE name = $1`, [
       name,
     ]),
+  async dropLockRaw(store, name) {
+    await postgresQuery(`DELETE FROM "${store.schema}".tokenkeeper_locks WHERE name = $1`, [name]);
+  },
   unreachable: {
     url: "postgres://tk:hunter2@127.0.0.1:1/test?password=hunter2",
     location: "postgres://tk:***@127.0.0.1:1/test",

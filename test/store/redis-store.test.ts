@@ -22,6 +22,9 @@ const redis: NetworkStoreTarget<RedisStore> = {
     await withRedis((c) => c.hset(recordKey(store, name), "s", sealed));
   },
   snapshot: (store, name) => withRedis((c) => c.hgetall(recordKey(store, name))),
+  async dropLockRaw(store, name) {
+    await withRedis((c) => c.del(`${store.prefix}lock:${name}`));
+  },
   unreachable: {
     url: "redis://:hunter2@127.0.0.1:1/0?prefix=tokenkeeper-test:unreachable:",
     location: "redis://:***@127.0.0.1:1/0?prefix=tokenkeeper-test%3Aunreachable%3A",
