@@ -11,24 +11,18 @@
  *      period, and return the child's exit code (128+signal when it died of a signal, 127 when it
  *      could not be started).
  *
- * One TokenManager serves the endpoint and the keepers, so there is one refresher per run.
+ * One TokenManager serves the endpoint and the keepers (TokenManager.keep), so there is one
+ * refresher per run; this file only translates what they report into skip records.
  */
 import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { childEnv } from "../core/child-env.js";
-import {
-  EXIT,
-  exitCodeFor,
-  isTokenkeeperError,
-  type ReauthReason,
-  ReauthRequiredError,
-  type TokenkeeperError,
-} from "../core/errors.js";
-import type { TokenkeeperEvent } from "../manager/events.js";
-import { DEFAULT_REFRESH_AHEAD_MS, expiryMarginMs, refreshWindowMs } from "../manager/refresh-policy.js";
+import { EXIT, type TokenkeeperError } from "../core/errors.js";
 import type { TokenManager } from "../manager/token-manager.js";
-import { coversRun, knownRefreshTokenExpiry, type PreflightOptions, preflightAll } from "./preflight.js";
+import { reauthError, reauthFromEvent } from "../manager/transitions.js";
+import { recordTimes } from "../manager/view.js";
+import { type PreflightOptions, preflightAll } from "./preflight.js";
 import {
   combinedExitCode,
   degradedRecord,
@@ -87,30 +81,42 @@ export async function superviseRun(options: RunSupervisorOptions): Promise<RunOu
   if (options.signal.aborted) return { started: false, exitCode: EXIT.failure, records };
 
   const endpoint = await startTokenEndpoint({ manager, connectors: options.connectors });
-  const stopKeepers = new AbortController();
   const lost = new Set<string>();
+  const times = (name: string) => recordTimes(manager.view(name), manager.clock.now());
+  // One keeper per connector keeps its token fresh for the whole run, even if the child asks
+  // for nothing for an hour; it reports only changes (failing, recovered, a human needed).
+  const keepers = new Map(
+    options.connectors.map((name) => [
+      name,
+      manager.keep(name, {
+        onReport: (r) => {
+          if (r.kind === "reauth") {
+            if (lost.has(name)) return;
+            lost.add(name);
+            report(skippedRecord(name, r.error, times(name)), "run");
+          } else if (r.kind === "recovered") {
+            report(readyRecord(name, "recovered", "refreshing works again", times(name)), "run");
+          } else if (r.usable) {
+            report(degradedRecord(name, r.error as TokenkeeperError, times(name)), "run");
+          } else {
+            report(skippedRecord(name, r.error, times(name)), "run");
+          }
+        },
+      }),
+    ]),
+  );
   const unsubscribe = manager.subscribe((event) => {
     // Another caller (the child, through the endpoint) may be the one that finds the grant dead.
-    if (
-      event.type === "reauth_required" &&
-      options.connectors.includes(event.connector) &&
-      !lost.has(event.connector)
-    ) {
-      lost.add(event.connector);
-      const record = manager.cached(event.connector)?.record;
+    if (event.type === "reauth_required" && keepers.has(event.connector) && !lost.has(event.connector)) {
+      const name = event.connector;
+      lost.add(name);
+      void keepers.get(name)?.stop();
       report(
-        skippedRecord(event.connector, reauthFromEvent(event), {
-          now: event.at,
-          expiresAt: record?.tokens?.expiresAt ?? null,
-          refreshTokenExpiresAt: record ? knownRefreshTokenExpiry(record) : null,
-        }),
+        skippedRecord(name, reauthError(reauthFromEvent(event)), { ...times(name), now: event.at }),
         "run",
       );
     }
   });
-  const keepers = options.connectors.map((name) =>
-    keepFresh(manager, name, stopKeepers.signal, lost, (r) => report(r, "run")).catch(() => {}),
-  );
 
   try {
     // The child gets tokens from the endpoint, never the store's key or a client secret.
@@ -120,111 +126,9 @@ export async function superviseRun(options: RunSupervisorOptions): Promise<RunOu
     });
     return { started: true, exitCode, records };
   } finally {
-    stopKeepers.abort();
     unsubscribe();
-    await Promise.allSettled(keepers);
+    await Promise.all([...keepers.values()].map((k) => k.stop()));
     await endpoint.close();
-  }
-}
-
-/** Rebuilds the typed error from a reauth_required event (events carry fields, not error objects). */
-function reauthFromEvent(event: Extract<TokenkeeperEvent, { type: "reauth_required" }>): ReauthRequiredError {
-  return new ReauthRequiredError({
-    connector: event.connector,
-    reason: event.reason as ReauthReason,
-    since: event.since,
-    action: event.action,
-    ...(event.serverError ? { serverError: event.serverError } : {}),
-    ...(event.serverErrorDescription ? { serverErrorDescription: event.serverErrorDescription } : {}),
-    ...(event.requiredScope ? { requiredScope: event.requiredScope } : {}),
-  });
-}
-
-/**
- * Keeps one connector's token fresh: sleeps until the token enters its refresh-ahead window, then
- * refreshes (unless someone else already did). Transient failures are retried with backoff while
- * they last, reported once per change (degraded while the current token is still valid, skipped
- * once it is gone, recovered when refreshing works again). Stops for good when a human is needed:
- * that is reported as a skip record.
- */
-async function keepFresh(
-  manager: TokenManager,
-  name: string,
-  signal: AbortSignal,
-  lost: Set<string>,
-  report: (r: SkipRecord) => void,
-): Promise<void> {
-  const clock = manager.clock;
-  let failing: "degraded" | "skipped" | undefined;
-  let backoffMs = 1_000;
-  let lastAttemptAt: number | undefined;
-  while (!signal.aborted && !lost.has(name)) {
-    const record = manager.cached(name)?.record;
-    const tokens = record?.tokens;
-    const now = clock.now();
-    let waitMs: number;
-    if (!record || !tokens) {
-      waitMs = 0;
-    } else if (tokens.expiresAt === null) {
-      // No stated expiry: nothing to schedule; a 401 will tell the callers. Look again later.
-      waitMs = 60_000;
-    } else {
-      const ahead = record.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
-      waitMs = tokens.expiresAt - expiryMarginMs(tokens) - refreshWindowMs(tokens, ahead) - now;
-    }
-    // Never more than one attempt a second, whatever lifetime the server grants (even zero).
-    if (lastAttemptAt !== undefined && now - lastAttemptAt < 1_000)
-      waitMs = Math.max(waitMs, 1_000 - (now - lastAttemptAt));
-    if (waitMs > 0) {
-      // Capped so a token written by another process (a later expiry) is noticed reasonably soon.
-      await clock.sleep(Math.min(waitMs, 60_000), signal).catch(() => {});
-      continue;
-    }
-    lastAttemptAt = now;
-    try {
-      // "Newer than this token": when another process already refreshed, this is a store read.
-      if (tokens) await manager.refreshAfterRejection(name, tokens.accessToken, { signal });
-      else await manager.getAccessToken(name, { signal });
-      if (failing) {
-        const after = manager.cached(name)?.record;
-        report(
-          readyRecord(name, "recovered", "refreshing works again", {
-            now: clock.now(),
-            expiresAt: after?.tokens?.expiresAt ?? null,
-            refreshTokenExpiresAt: after ? knownRefreshTokenExpiry(after) : null,
-          }),
-        );
-      }
-      failing = undefined;
-      backoffMs = 1_000;
-    } catch (error) {
-      if (signal.aborted) return;
-      const current = manager.cached(name)?.record ?? record;
-      const times = {
-        now: clock.now(),
-        expiresAt: current?.tokens?.expiresAt ?? null,
-        refreshTokenExpiresAt: current ? knownRefreshTokenExpiry(current) : null,
-      };
-      if (exitCodeFor(error) === EXIT.reauth) {
-        if (!lost.has(name)) {
-          lost.add(name);
-          report(skippedRecord(name, error, times));
-        }
-        return;
-      }
-      const usable = current ? coversRun(current, clock.now(), 0) : false;
-      const state = usable && isTokenkeeperError(error) ? "degraded" : "skipped";
-      if (state !== failing) {
-        report(
-          state === "degraded"
-            ? degradedRecord(name, error as TokenkeeperError, times)
-            : skippedRecord(name, error, times),
-        );
-        failing = state;
-      }
-      await clock.sleep(backoffMs, signal).catch(() => {});
-      backoffMs = Math.min(backoffMs * 2, 60_000);
-    }
   }
 }
 

@@ -25,7 +25,7 @@ import type { TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
-const MAIN = join(REPO, "src", "cli", "main.ts");
+const MAIN = join(REPO, "src", "cli", "bin.ts");
 
 export interface Home {
   dir: string;

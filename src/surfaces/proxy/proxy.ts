@@ -26,24 +26,20 @@ import {
   exitCodeFor,
   isRetryable,
   isTokenkeeperError,
-  type ReauthReason,
-  ReauthRequiredError,
+  type ReauthRequiredError,
   type TokenkeeperError,
 } from "../../core/errors.js";
 import type { ConnectorRecord } from "../../core/record.js";
 import { scrubText } from "../../core/secret.js";
 import type { TokenkeeperEvent } from "../../manager/events.js";
-import {
-  DEFAULT_REFRESH_AHEAD_MS,
-  expiryMarginMs,
-  type RetryPolicy,
-  refreshWindowMs,
-} from "../../manager/refresh-policy.js";
+import type { Keeper } from "../../manager/keeper.js";
+import type { RetryPolicy } from "../../manager/refresh-policy.js";
 import type { TokenManager } from "../../manager/token-manager.js";
+import { reauthError, reauthFromEvent } from "../../manager/transitions.js";
+import { recordTimes } from "../../manager/view.js";
 import type { FetchLike } from "../../oauth/http.js";
 import { createAuthFetch } from "../auth-fetch.js";
 import type { Notifier } from "../notify.js";
-import { knownRefreshTokenExpiry } from "../preflight.js";
 import { type SkipRecord, skippedRecord } from "../skip-record.js";
 import { describeProblem, errorResponse, lossError, PROXY_ERROR, type RequestId } from "./errors.js";
 import { PendingRequests } from "./pending.js";
@@ -150,8 +146,8 @@ class StdioProxy {
   /** Skip records already emitted for per-call problems (a missing scope), so each is reported once. */
   readonly #reportedScopes = new Set<string>();
   #loginRunning = false;
-  // Refresh ahead while in use.
-  #refreshTimer: AbortController | undefined;
+  // Refresh ahead while in use: the manager's keeper, asked while the session is used.
+  #keeper: Keeper | undefined;
   #active = false;
   #finish!: (outcome: ProxyOutcome) => void;
   readonly #done: Promise<ProxyOutcome>;
@@ -173,7 +169,7 @@ class StdioProxy {
       pending: this.#pending.size,
       outgoing: this.#upstream?.outgoing ?? 0,
       state: this.#state.kind,
-      refreshTimer: this.#refreshTimer !== undefined,
+      refreshTimer: this.#keeper !== undefined,
       transport: this.#upstream?.kind,
     };
   }
@@ -437,77 +433,43 @@ class StdioProxy {
     if (event.type === "reauth_required") {
       // A refresh (ours or another process's) found the grant dead: tell the client now, not
       // at the next request that happens to need a new token.
-      this.#enterReauth(
-        new ReauthRequiredError({
-          connector: event.connector,
-          reason: event.reason as ReauthReason,
-          since: event.since,
-          action: event.action,
-          ...(event.serverError ? { serverError: event.serverError } : {}),
-          ...(event.serverErrorDescription ? { serverErrorDescription: event.serverErrorDescription } : {}),
-          ...(event.requiredScope ? { requiredScope: event.requiredScope } : {}),
-        }),
-      );
-    } else if (event.type === "refreshed" && this.#refreshTimer) {
-      this.#stopRefreshAhead();
-      this.#armRefreshAhead();
+      this.#enterReauth(reauthError(reauthFromEvent(event)));
     }
   }
 
   /** Something happened in the session: keep its token fresh ahead of need. */
   #touch(): void {
     this.#active = true;
-    if (!this.#refreshTimer && this.#state.kind === "ready") this.#armRefreshAhead();
+    if (!this.#keeper && this.#state.kind === "ready") this.#armRefreshAhead();
   }
 
   /**
-   * One timer, set for when the current token enters its refresh-ahead window. When it fires
-   * and the session was used meanwhile (or a call is still running), ask the manager, which
-   * refreshes in the background; an idle session lets the timer lapse and sets none.
+   * The manager's keeper refreshes when the token enters its refresh-ahead window, if the
+   * session was used since the last time (or a call is still running); an idle session lets it
+   * end, and the next message starts a new one.
    */
   #armRefreshAhead(): void {
     if (!this.#target || this.#state.kind !== "ready") return;
-    const record = this.#manager.cached(this.#target.connector)?.record;
-    const tokens = record?.tokens;
-    if (!record || !tokens || tokens.expiresAt === null) return;
-    // Without a way to refresh, asking early would only declare the connector dead early.
-    if (record.grant !== "client_credentials" && !tokens.refreshToken) return;
-    const now = this.#clock.now();
-    const due =
-      tokens.expiresAt -
-      expiryMarginMs(tokens) -
-      refreshWindowMs(tokens, record.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS);
-    // Inside the window already (a refresh is running or cooling down after a failure): look again soon.
-    const delay = due > now ? due - now + 1 : Math.max(1_000, (tokens.expiresAt - now) / 4);
     this.#active = false;
-    const timer = new AbortController();
-    this.#refreshTimer = timer;
-    this.#clock.sleep(delay, timer.signal).then(
-      () => {
-        if (this.#refreshTimer === timer) this.#refreshTimer = undefined;
-        this.#refreshAhead();
+    const keeper = this.#manager.keep(this.#target.connector, {
+      wanted: () => {
+        const used = this.#state.kind === "ready" && (this.#active || this.#pending.size > 0);
+        this.#active = false;
+        return used;
       },
-      () => {},
-    );
-  }
-
-  #refreshAhead(): void {
-    if (!this.#target || this.#state.kind !== "ready") return;
-    if (!this.#active && this.#pending.size === 0) return; // idle: no timers until the next message
-    this.#manager.getAccessToken(this.#target.connector).then(
-      () => {
-        if (!this.#refreshTimer) this.#armRefreshAhead();
+      onReport: (report) => {
+        if (report.kind === "reauth") this.#noticeAuthFailure(report.error);
       },
-      (error) => {
-        this.#noticeAuthFailure(error);
-        if (!this.#refreshTimer) this.#armRefreshAhead();
-      },
-    );
+    });
+    this.#keeper = keeper;
+    void keeper.done.then(() => {
+      if (this.#keeper === keeper) this.#keeper = undefined;
+    });
   }
 
   #stopRefreshAhead(): void {
-    this.#refreshTimer?.abort();
-    this.#refreshTimer = undefined;
+    void this.#keeper?.stop();
+    this.#keeper = undefined;
   }
 
   // ---- records and logs ------------------------------------------------------------------------
@@ -523,12 +485,8 @@ class StdioProxy {
 
   #skipRecord(error: TokenkeeperError): SkipRecord {
     const connector = this.#target?.connector ?? error.connector ?? "unknown";
-    const record = this.#target ? this.#manager.cached(this.#target.connector)?.record : undefined;
-    return skippedRecord(connector, error, {
-      now: this.#clock.now(),
-      expiresAt: record?.tokens?.expiresAt ?? null,
-      refreshTokenExpiresAt: record ? knownRefreshTokenExpiry(record) : null,
-    });
+    const view = this.#target ? this.#manager.view(this.#target.connector) : undefined;
+    return skippedRecord(connector, error, recordTimes(view, this.#clock.now()));
   }
 
   /** The `data` of an error answer: the skip record, which a client or a human can act on. */
