@@ -20,6 +20,7 @@ export type ErrorCode =
   | "conflict"
   | "insufficient_scope"
   | "login_failed"
+  | "expired_on_arrival"
   | "cancelled";
 
 export interface ErrorFields {
@@ -216,6 +217,28 @@ export class LoginError extends TokenkeeperError {
   }
 }
 
+/**
+ * The server's new access token was already expired when it arrived, by the skew-corrected expiry
+ * (its lifetime is shorter than the clock difference between us and the authorization server).
+ * Every new token would be as dead, so this is not retried: a human must fix a clock (NTP) or
+ * the server's token lifetime.
+ */
+export class ExpiredOnArrivalError extends TokenkeeperError {
+  constructor(
+    fields: ErrorFields & {
+      connector: string;
+      /** The lifetime the server stated (ms), when it stated one. */
+      grantedLifetimeMs?: number;
+      /** The AS's clock minus ours (ms), as measured. */
+      clockSkewMs?: number;
+      action: string;
+    },
+    message: string,
+  ) {
+    super("expired_on_arrival", message, fields);
+  }
+}
+
 export function isTokenkeeperError(e: unknown): e is TokenkeeperError {
   return e instanceof TokenkeeperError;
 }
@@ -266,6 +289,7 @@ export const ERROR_KINDS: Readonly<Record<ErrorCode, ErrorKind>> = {
   insecure_endpoint: { exit: EXIT.config, retryable: false },
   store_key: { exit: EXIT.config, retryable: false },
   login_failed: { exit: EXIT.config, retryable: false },
+  expired_on_arrival: { exit: EXIT.config, retryable: false },
   cancelled: { exit: EXIT.failure, retryable: false },
 };
 

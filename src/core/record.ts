@@ -33,10 +33,17 @@ export interface TokenSet {
   /** Scope granted, as the server reported it (or as requested when it did not say, RFC 6749 §5.1). */
   scope?: string;
   /**
-   * Absolute expiry in epoch ms by this machine's clock, computed the instant the response
-   * arrived. `null` means the server gave no lifetime: we do not invent one, and rely on a 401.
+   * Absolute expiry in epoch ms by this machine's clock, computed once, the instant the response
+   * arrived, and already corrected for clock skew (see effectiveExpiry in oauth/token-response.ts):
+   * every decision uses this value. `null` means the server gave no lifetime: we do not invent
+   * one, and rely on a 401.
    */
   expiresAt: number | null;
+  /**
+   * The expiry the server stated (`expires_in` from arrival), when the clock-skew correction
+   * made `expiresAt` earlier. For display only.
+   */
+  grantedExpiresAt?: number;
   /** When this token set arrived (epoch ms, local clock). */
   obtainedAt: number;
   /** When the current refresh token was issued (it changes on rotation). */
@@ -137,6 +144,7 @@ const tokenSetSchema = object({
   refresh_token: optional(secretString),
   scope: optional(text),
   expires_at: nullable(epoch),
+  granted_expires_at: optional(epoch),
   obtained_at: epoch,
   refresh_token_issued_at: optional(epoch),
   refresh_token_expires_at: optional(nullable(epoch)),
@@ -244,6 +252,7 @@ export function serializeRecord(r: ConnectorRecord): SerializedRecord {
           refresh_token: t.refreshToken?.reveal(),
           scope: t.scope,
           expires_at: t.expiresAt,
+          granted_expires_at: t.grantedExpiresAt,
           obtained_at: t.obtainedAt,
           refresh_token_issued_at: t.refreshTokenIssuedAt,
           refresh_token_expires_at: t.refreshTokenExpiresAt,
@@ -334,6 +343,7 @@ export function parseRecord(data: unknown, where: string): ConnectorRecord {
           refreshToken: optSecret(s.tokens.refresh_token),
           scope: s.tokens.scope,
           expiresAt: s.tokens.expires_at,
+          grantedExpiresAt: s.tokens.granted_expires_at,
           obtainedAt: s.tokens.obtained_at,
           refreshTokenIssuedAt: s.tokens.refresh_token_issued_at,
           refreshTokenExpiresAt: s.tokens.refresh_token_expires_at,

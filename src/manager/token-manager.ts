@@ -28,6 +28,7 @@ import {
 import type { Store, StoredRecord, StoreLock } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
 import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
+import { expiredOnArrivalError } from "./expired-on-arrival.js";
 import { type Keeper, type KeeperOptions, startKeeper } from "./keeper.js";
 import { reauthErrorFromRecord } from "./reauth.js";
 import {
@@ -421,7 +422,9 @@ export class TokenManager {
     for (;;) {
       // 1. Another process may have refreshed already: look before taking any lock.
       let stored = await this.#read(connector);
-      const inReauth = reauthErrorFromRecord(stored.record);
+      // A token set that was dead on arrival stands for a while: another refresh would be as dead.
+      const inReauth =
+        reauthErrorFromRecord(stored.record) ?? expiredOnArrivalError(stored.record, this.clock.now());
       if (inReauth) throw inReauth;
       if (this.#satisfied(stored, options)) return this.#remember(stored);
 
@@ -435,7 +438,8 @@ export class TokenManager {
         try {
           // 2. Under the lock, read again: the previous holder may have just written new tokens.
           stored = await this.#read(connector);
-          const reauth = reauthErrorFromRecord(stored.record);
+          const reauth =
+            reauthErrorFromRecord(stored.record) ?? expiredOnArrivalError(stored.record, this.clock.now());
           if (reauth) throw reauth;
           if (this.#satisfied(stored, options)) return this.#remember(stored);
           // 3. Exactly one refresher reaches the token endpoint.
@@ -607,6 +611,9 @@ export class TokenManager {
     if (outcome.skewMs !== undefined && Math.abs(outcome.skewMs) > this.#skewWarnMs) {
       this.#emit({ type: "skew_detected", connector: record.name, at: now, skewMs: outcome.skewMs });
     }
+    // Saved (the rotated refresh token is safe), but not handed out: it is already expired.
+    const deadOnArrival = expiredOnArrivalError(fresh, now);
+    if (deadOnArrival) throw deadOnArrival;
     return entry;
   }
 

@@ -150,11 +150,13 @@ export async function callTokenEndpoint(
   }
 
   const skewMs = estimateClockSkew({ sentAt, receivedAt, dateHeader, accessToken: result.access_token });
+  // A response that allowed no measurement (no Date header, opaque token) is judged by the last one.
+  const expirySkewMs = skewMs ?? record.state.clockSkewMs;
   const { tokens, rotated } = tokenSetFromResponse({
     response: result as unknown as Parameters<typeof tokenSetFromResponse>[0]["response"],
     receivedAt,
     previous,
-    ...(skewMs !== undefined ? { skewMs } : {}),
+    ...(expirySkewMs !== undefined ? { skewMs: expirySkewMs } : {}),
     ...(record.settings.refreshTokenLifetimeMs !== undefined
       ? { refreshTokenLifetimeMs: record.settings.refreshTokenLifetimeMs }
       : {}),

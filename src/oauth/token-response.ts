@@ -1,7 +1,8 @@
 /**
  * Pure conversions from a validated token-endpoint response to Tokenkeeper's TokenSet.
- * `expires_in` becomes an absolute `expiresAt` at the instant the response arrived, so
- * a token set read back from the store later means the same thing.
+ * `expires_in` (and a JWT's `exp`) become one absolute, skew-corrected `expiresAt` at the instant
+ * the response arrived, so a token set read back from the store later means the same thing, and
+ * every consumer (manager, status, ensure, run, proxy, SDK provider) decides by the same value.
  */
 import { peekJwtClaims } from "../core/jwt.js";
 import type { TokenSet } from "../core/record.js";
@@ -23,7 +24,7 @@ export interface TokenSetInput {
   receivedAt: number;
   /** The token set being replaced, for carrying over a refresh token the server did not rotate. */
   previous?: TokenSet | null;
-  /** Server clock minus local clock (ms), if measured: used only for absolute server timestamps. */
+  /** Server clock minus local clock (ms), if measured (see effectiveExpiry). */
   skewMs?: number;
   /** The refresh token's absolute lifetime from first issue, when configured (ms). */
   refreshTokenLifetimeMs?: number;
@@ -33,20 +34,18 @@ export interface TokenSetInput {
 
 export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; rotated: boolean } {
   const { response, receivedAt, previous } = input;
-  const skew = input.skewMs ?? 0;
-  let expiresAt: number | null = null;
-  if (
+  const expiresIn =
     typeof response.expires_in === "number" &&
     Number.isFinite(response.expires_in) &&
     response.expires_in >= 0
-  ) {
-    expiresAt = receivedAt + Math.floor(response.expires_in * 1000);
-  } else {
-    // No expires_in: if the access token is a JWT with `exp`, that is an absolute time on the
-    // server's clock; convert it to ours. Otherwise expiry is unknown and we wait for a 401.
-    const exp = peekJwtClaims(response.access_token)?.exp;
-    if (exp !== undefined) expiresAt = exp * 1000 - skew;
-  }
+      ? response.expires_in
+      : undefined;
+  const { expiresAt, grantedExpiresAt } = effectiveExpiry({
+    receivedAt,
+    ...(expiresIn !== undefined ? { expiresInS: expiresIn } : {}),
+    ...jwtExp(response.access_token),
+    ...(input.skewMs !== undefined ? { skewMs: input.skewMs } : {}),
+  });
 
   const newRefresh = response.refresh_token ? new Secret(response.refresh_token) : undefined;
   // RFC 6749 §6: the server MAY issue a new refresh token; if it does not, the old one stays valid.
@@ -72,6 +71,7 @@ export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; 
     expiresAt,
     obtainedAt: receivedAt,
   };
+  if (grantedExpiresAt !== null) tokens.grantedExpiresAt = grantedExpiresAt;
   if (refreshToken) tokens.refreshToken = refreshToken;
   const scope = response.scope ?? previous?.scope ?? input.requestedScope;
   if (scope !== undefined) tokens.scope = scope;
@@ -79,6 +79,80 @@ export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; 
   if (refreshToken && refreshTokenExpiresAt !== undefined)
     tokens.refreshTokenExpiresAt = refreshTokenExpiresAt;
   return { tokens, rotated };
+}
+
+function jwtExp(accessToken: string): { jwtExpS?: number } {
+  const exp = peekJwtClaims(accessToken)?.exp;
+  return exp !== undefined ? { jwtExpS: exp } : {};
+}
+
+export interface ExpiryInput {
+  /** Local time the response arrived (epoch ms). */
+  receivedAt: number;
+  /** `expires_in` as the server sent it (seconds): a lifetime, the same on every clock. */
+  expiresInS?: number;
+  /** The access token's `exp` claim, when it is a JWT (epoch seconds by the AS's clock; not verified). */
+  jwtExpS?: number;
+  /** The AS's clock minus ours (ms), as measured on this response; unknown counts as 0. */
+  skewMs?: number;
+}
+
+/** Corrections smaller than this are within the skew measurement's resolution: not worth showing. */
+const DISPLAY_RESOLUTION_MS = 1_000;
+
+/**
+ * When the access token stops working, by our clock: the earliest moment any plausible resource
+ * server (RS) would reject it. `grantedExpiresAt` is what the server stated (arrival plus
+ * `expires_in`), kept for display when the correction moved the expiry earlier by a second or more.
+ *
+ * The RS judges `exp` by its own clock, and we cannot know whose clock that agrees with:
+ *  (a) the AS's (one operator, one time source): the token lives `expires_in` from issue,
+ *      i.e. until `receivedAt + expires_in` on our clock, or `exp - skew` converted to it;
+ *  (b) ours (the AS's clock is the wrong one): the RS compares the AS's numbers with our time,
+ *      so the token dies when our clock reads `exp` (or, without a JWT, the AS's issue time plus
+ *      `expires_in`, `receivedAt + skew + expires_in`).
+ * (a) is earlier when the AS is ahead (skew > 0), (b) when it is behind: a token from an AS 65 s
+ * behind dies 65 s early at an RS on our clock. We take the earliest of all of them, so the
+ * guarantee holds in both cases; the price is |skew| of lifetime when the guess was pessimistic.
+ * A token whose earliest expiry is not after its arrival is dead on arrival (the lifetime is
+ * shorter than the skew): the manager reports that as a typed error instead of refreshing again.
+ */
+export function effectiveExpiry(input: ExpiryInput): {
+  expiresAt: number | null;
+  grantedExpiresAt: number | null;
+} {
+  const skew = input.skewMs ?? 0;
+  const candidates: number[] = [];
+  let granted: number | null = null;
+  if (input.expiresInS !== undefined) {
+    granted = input.receivedAt + Math.floor(input.expiresInS * 1000);
+    candidates.push(granted, granted + skew);
+  }
+  if (input.jwtExpS !== undefined) {
+    const exp = input.jwtExpS * 1000;
+    granted ??= exp - skew;
+    candidates.push(exp - skew, exp);
+  }
+  if (candidates.length === 0 || granted === null) return { expiresAt: null, grantedExpiresAt: null };
+  const expiresAt = Math.min(...candidates);
+  return {
+    expiresAt,
+    grantedExpiresAt: granted - expiresAt >= DISPLAY_RESOLUTION_MS ? granted : null,
+  };
+}
+
+/**
+ * Dead on arrival: the skew correction (not the server's stated lifetime) put the expiry at or
+ * before the moment the token arrived.
+ */
+export function expiredOnArrival(
+  tokens: Pick<TokenSet, "expiresAt" | "obtainedAt" | "grantedExpiresAt">,
+): boolean {
+  return (
+    tokens.grantedExpiresAt !== undefined &&
+    tokens.expiresAt !== null &&
+    tokens.expiresAt <= tokens.obtainedAt
+  );
 }
 
 function normalizeTokenType(t: string): string {

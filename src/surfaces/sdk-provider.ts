@@ -171,6 +171,8 @@ export class TokenkeeperOAuthProvider implements OAuthClientProvider {
         response: tokens,
         receivedAt: now,
         previous,
+        // The SDK measured no skew: use the last measurement, so the expiry means the same everywhere.
+        ...(current.state.clockSkewMs !== undefined ? { skewMs: current.state.clockSkewMs } : {}),
         ...(current.settings.refreshTokenLifetimeMs !== undefined
           ? { refreshTokenLifetimeMs: current.settings.refreshTokenLifetimeMs }
           : {}),

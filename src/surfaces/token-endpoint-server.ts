@@ -173,6 +173,8 @@ function digest(s: string): Buffer {
 }
 
 function statusFor(error: unknown): number {
+  // The authorization server's tokens are dead on arrival (clock skew): a bad upstream answer.
+  if (isTokenkeeperError(error) && error.code === "expired_on_arrival") return 502;
   switch (exitCodeFor(error)) {
     case EXIT.reauth:
       return 403;
@@ -249,6 +251,7 @@ const KNOWN_CODES = new Set<ErrorCode>([
   "conflict",
   "insufficient_scope",
   "login_failed",
+  "expired_on_arrival",
   "cancelled",
 ]);
 

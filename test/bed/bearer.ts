@@ -11,6 +11,11 @@ export interface BearerVerifierOptions {
   audience: string;
   /** Seconds of leeway on exp/nbf (default 0: an expired token is expired). */
   clockToleranceSeconds: number;
+  /**
+   * This server's clock (epoch ms), against which exp/nbf are judged. Default: the real clock.
+   * Tests move it to put the resource server on the client's clock or on the AS's.
+   */
+  now?: () => number;
 }
 
 export type BearerResult =
@@ -39,6 +44,7 @@ export function createBearerVerifier(opts: BearerVerifierOptions) {
         issuer: opts.issuer,
         audience: opts.audience,
         clockTolerance: opts.clockToleranceSeconds,
+        ...(opts.now ? { currentDate: new Date(opts.now()) } : {}),
         algorithms: ["RS256"],
         typ: "at+jwt",
         requiredClaims: ["exp", "sub", "client_id"],

@@ -22,6 +22,8 @@ export interface McpServerOptions {
   port?: number;
   /** Leeway in seconds when checking exp (default 0). */
   clockToleranceSeconds?: number;
+  /** This server's clock minus the real one (ms) when judging exp (default 0); see setClockOffset. */
+  clockOffsetMs?: number;
   /** Scopes advertised in the protected-resource metadata (default mcp:tools mcp:admin). */
   scopesSupported?: string[];
   /**
@@ -61,6 +63,11 @@ export interface McpTestServer {
   /** Number of live sessions (both transports). */
   readonly activeSessions: number;
   resetCounters(): void;
+  /**
+   * Skews the clock this server judges token expiry by (ms ahead of the real clock; negative:
+   * behind). With the AS's own offset, it decides whose clock the resource server shares.
+   */
+  setClockOffset(ms: number): void;
   /** Forgets every session (clients get 404 and must re-initialize), keeping the server up. */
   dropSessions(): Promise<void>;
   /** Stops listening and kills every connection and session, as if the process died. */
@@ -87,6 +94,7 @@ export async function startMcpServer(opts: McpServerOptions): Promise<McpTestSer
   const scopesSupported = opts.scopesSupported ?? ["mcp:tools", "mcp:admin"];
 
   let counters = emptyCounters();
+  let clockOffsetMs = opts.clockOffsetMs ?? 0;
   let lastAuth: AuthInfo | undefined;
   const sessions = new Map<string, Session>();
 
@@ -322,6 +330,7 @@ export async function startMcpServer(opts: McpServerOptions): Promise<McpTestSer
     jwksUri: opts.jwksUri ?? `${opts.issuer}/jwks`,
     audience: url,
     clockToleranceSeconds: opts.clockToleranceSeconds ?? 0,
+    now: () => Date.now() + clockOffsetMs,
   });
 
   async function dropSessions(): Promise<void> {
@@ -353,6 +362,9 @@ export async function startMcpServer(opts: McpServerOptions): Promise<McpTestSer
     },
     resetCounters() {
       counters = emptyCounters();
+    },
+    setClockOffset(ms) {
+      clockOffsetMs = ms;
     },
     dropSessions,
     stop,

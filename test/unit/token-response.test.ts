@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { Secret } from "../../src/core/secret.js";
-import { estimateClockSkew, tokenSetFromResponse } from "../../src/oauth/token-response.js";
+import {
+  effectiveExpiry,
+  estimateClockSkew,
+  expiredOnArrival,
+  tokenSetFromResponse,
+} from "../../src/oauth/token-response.js";
 
 const T0 = Date.UTC(2030, 0, 1);
 const jwt = (claims: Record<string, unknown>) =>
@@ -106,6 +111,78 @@ describe("token response → token set", () => {
             receivedAt: at,
           });
           assert.equal(tokens.expiresAt! - tokens.obtainedAt, expiresIn * 1000);
+        },
+      ),
+    );
+  });
+});
+
+describe("skew-corrected expiry: the earliest moment any resource server rejects the token", () => {
+  const TTL_S = 120;
+  const SKEW = 65_000;
+  // The AS issued the token at our T0, i.e. at T0 + skew by its own clock.
+  const exp = (skewMs: number) => Math.floor((T0 + skewMs) / 1000) + TTL_S;
+
+  it("AS 65 s behind: a resource server on our clock rejects at the JWT's exp, 65 s before expires_in says", () => {
+    const r = effectiveExpiry({ receivedAt: T0, expiresInS: TTL_S, jwtExpS: exp(-SKEW), skewMs: -SKEW });
+    assert.equal(r.expiresAt, T0 + (TTL_S - 65) * 1000);
+    assert.equal(r.grantedExpiresAt, T0 + TTL_S * 1000, "what the server stated, kept for display");
+  });
+
+  it("AS 65 s ahead: the JWT's exp is 65 s later on our clock; expires_in (the AS's own clock) is earlier", () => {
+    const r = effectiveExpiry({ receivedAt: T0, expiresInS: TTL_S, jwtExpS: exp(SKEW), skewMs: SKEW });
+    assert.equal(r.expiresAt, T0 + TTL_S * 1000);
+    assert.equal(r.grantedExpiresAt, null, "nothing was taken off");
+  });
+
+  it("an opaque token from an AS behind us loses the skew too (a resource server on our clock reads its exp)", () => {
+    const behind = effectiveExpiry({ receivedAt: T0, expiresInS: TTL_S, skewMs: -SKEW });
+    assert.equal(behind.expiresAt, T0 + (TTL_S - 65) * 1000);
+    const ahead = effectiveExpiry({ receivedAt: T0, expiresInS: TTL_S, skewMs: SKEW });
+    assert.equal(ahead.expiresAt, T0 + TTL_S * 1000);
+  });
+
+  it("takes a JWT exp earlier than expires_in even with no skew, and knows nothing without either", () => {
+    const r = effectiveExpiry({ receivedAt: T0, expiresInS: 3600, jwtExpS: T0 / 1000 + 600 });
+    assert.equal(r.expiresAt, T0 + 600_000);
+    assert.deepEqual(effectiveExpiry({ receivedAt: T0, skewMs: -SKEW }), {
+      expiresAt: null,
+      grantedExpiresAt: null,
+    });
+  });
+
+  it("a lifetime shorter than the skew is dead on arrival", () => {
+    const { tokens } = tokenSetFromResponse({
+      response: { access_token: jwt({ exp: exp(-SKEW) - 60 }), token_type: "Bearer", expires_in: 60 },
+      receivedAt: T0,
+      skewMs: -SKEW,
+    });
+    assert.ok(expiredOnArrival(tokens));
+    assert.equal(tokens.grantedExpiresAt, T0 + 60_000);
+    const longer = tokenSetFromResponse({
+      response: { access_token: "opaque", token_type: "Bearer", expires_in: 90 },
+      receivedAt: T0,
+      skewMs: -SKEW,
+    });
+    assert.ok(!expiredOnArrival(longer.tokens));
+    assert.equal(longer.tokens.expiresAt, T0 + 25_000);
+  });
+
+  it("property: never later than expires_in, nor than the JWT exp read by either clock", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 100_000 }),
+        fc.integer({ min: -600_000, max: 600_000 }),
+        fc.integer({ min: -5, max: 5 }),
+        (ttl, skewMs, expJitter) => {
+          const jwtExpS = Math.floor((T0 + skewMs) / 1000) + ttl + expJitter;
+          const r = effectiveExpiry({ receivedAt: T0, expiresInS: ttl, jwtExpS, skewMs });
+          assert.ok(r.expiresAt! <= T0 + ttl * 1000);
+          assert.ok(r.expiresAt! <= jwtExpS * 1000);
+          assert.ok(r.expiresAt! <= jwtExpS * 1000 - skewMs);
+          // The price of not knowing the resource server's clock is at most the skew (plus the
+          // JWT's own disagreement with expires_in, and exp's one-second truncation).
+          assert.ok(r.expiresAt! >= T0 + ttl * 1000 - Math.abs(skewMs) - 6_000);
         },
       ),
     );

@@ -45,6 +45,11 @@ export interface ConnectorStatus {
   access_token_expires_at: string | null;
   /** Negative once expired; null when the server stated no lifetime. */
   access_token_ttl_ms: number | null;
+  /**
+   * The expiry the server stated, when the clock-skew correction made access_token_expires_at
+   * earlier (null otherwise). Every decision uses access_token_expires_at.
+   */
+  access_token_granted_expires_at: string | null;
   refresh_token_present: boolean;
   refresh_token_issued_at: string | null;
   refresh_token_age_ms: number | null;
@@ -132,6 +137,7 @@ export function connectorStatus(r: ConnectorRecord, now: number): ConnectorStatu
     has_tokens: t !== null,
     access_token_expires_at: iso(t?.expiresAt),
     access_token_ttl_ms: t?.expiresAt == null ? null : t.expiresAt - now,
+    access_token_granted_expires_at: iso(t?.grantedExpiresAt),
     refresh_token_present: Boolean(t?.refreshToken),
     refresh_token_issued_at: iso(rtIssued),
     refresh_token_age_ms: rtIssued === null ? null : now - rtIssued,
@@ -169,6 +175,12 @@ function describe(s: ConnectorStatus): string {
   lines.push(
     `  access token   ${!s.has_tokens ? "none" : ttl === null ? "no stated expiry" : ttl > 0 ? `${formatDuration(ttl)} left (until ${s.access_token_expires_at})` : `expired ${formatDuration(-ttl)} ago`}`,
   );
+  if (s.access_token_granted_expires_at && s.access_token_expires_at) {
+    const cut = Date.parse(s.access_token_granted_expires_at) - Date.parse(s.access_token_expires_at);
+    lines.push(
+      `                 ${formatDuration(cut)} earlier than the server stated (${s.access_token_granted_expires_at}): clock skew`,
+    );
+  }
   if (s.grant === "client_credentials") lines.push("  refresh token  not used (client credentials)");
   else if (!s.refresh_token_present) lines.push("  refresh token  none");
   else {

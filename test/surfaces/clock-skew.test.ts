@@ -1,0 +1,170 @@
+/**
+ * Clock skew between this machine, the authorization server and the MCP server. The AS's clock
+ * is 65 s ahead of ours or 65 s behind, and the MCP server judges `exp` either by our clock or by
+ * the AS's: in all four cases neither `tokenkeeper token` nor the run's token endpoint may hand
+ * out a token the MCP server already rejects, over several token lifetimes (the MCP server's own
+ * 401 counter must stay at 0).
+ *
+ * Time: every party runs on the real clock plus one shared offset the test moves forward, so
+ * 90 s tokens expire several times in a few seconds of wall time. Nothing races a fake clock:
+ * timeouts and sleeps stay real; only "now" jumps, for everybody at once, between calls.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { type Clock, systemClock } from "../../src/core/clock.js";
+import { TokenManager } from "../../src/manager/token-manager.js";
+import { startTokenEndpoint } from "../../src/surfaces/token-endpoint-server.js";
+import type { TestBed } from "../bed/index.js";
+import { type Harness, startHarness } from "../cli/unattended-harness.js";
+import { mcpAccepts } from "../support/mcp-accepts.js";
+
+const SKEW_MS = 65_000;
+const TTL_S = 90;
+
+/** Real time plus an offset that moves only between calls, shared by us, the AS and the MCP server. */
+class SharedTime implements Clock {
+  #offsetMs = 0;
+  constructor(
+    private readonly bed: TestBed,
+    /** The AS's clock minus ours. */
+    private readonly asSkewMs: number,
+    /** Whether the MCP server shares the AS's clock (else ours). */
+    private readonly rsOnAsClock: boolean,
+  ) {
+    this.#apply();
+  }
+  now(): number {
+    return Date.now() + this.#offsetMs;
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return systemClock.sleep(ms, signal);
+  }
+  advance(ms: number): void {
+    this.#offsetMs += ms;
+    this.#apply();
+  }
+  #apply(): void {
+    this.bed.as.setClockOffset(this.#offsetMs + this.asSkewMs);
+    this.bed.mcp.setClockOffset(this.#offsetMs + (this.rsOnAsClock ? this.asSkewMs : 0));
+  }
+}
+
+describe("clock skew: no token handed out is already expired at the MCP server", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ accessTokenTtl: TTL_S });
+  });
+  after(async () => {
+    h.bed.as.setClockOffset(0);
+    h.bed.mcp.setClockOffset(0);
+    await h.close();
+  });
+
+  for (const asSkewMs of [SKEW_MS, -SKEW_MS]) {
+    for (const rsOnAsClock of [false, true]) {
+      const title = `AS ${asSkewMs > 0 ? "ahead" : "behind"} by 65 s, MCP server on ${rsOnAsClock ? "the AS's" : "our"} clock: 0 rejected calls over 4 lifetimes of ${TTL_S} s tokens`;
+      it(title, async () => {
+        const name = `skew-${asSkewMs > 0 ? "ahead" : "behind"}-${rsOnAsClock ? "as" : "ours"}`;
+        // The clocks disagree from the start: the first token set, like every later one, comes
+        // from Tokenkeeper's own token-endpoint call (as after a login), not from the seeding.
+        const time = new SharedTime(h.bed, asSkewMs, rsOnAsClock);
+        await h.connect(name);
+        const manager = new TokenManager({ store: h.store, clock: time });
+        await manager.refreshNow(name);
+        const endpoint = await startTokenEndpoint({ manager, connectors: [name] });
+        h.bed.mcp.resetCounters();
+        const refreshesBefore = h.bed.as.counters.refreshGrantsSucceeded;
+        const rejected: string[] = [];
+        try {
+          // Every 5 s of shared time for 4 token lifetimes: one token from `tokenkeeper token`
+          // (its own manager, from the store), one from inside a run (the run's manager).
+          for (let t = 0; t <= 4 * TTL_S * 1000; t += 5_000) {
+            const viaToken = await h.cli(["token", name], { clock: time });
+            assert.equal(viaToken.code, 0, viaToken.stderr);
+            if (!(await mcpAccepts(h.bed.mcpUrl, viaToken.stdout.trim())))
+              rejected.push(`token at +${t / 1000}s`);
+            const viaRun = await h.cli(["token", name], { clock: time, env: endpoint.env() });
+            assert.equal(viaRun.code, 0, viaRun.stderr);
+            if (!(await mcpAccepts(h.bed.mcpUrl, viaRun.stdout.trim())))
+              rejected.push(`run at +${t / 1000}s`);
+            time.advance(5_000);
+          }
+        } finally {
+          await endpoint.close();
+          await manager.close();
+          h.bed.as.setClockOffset(0);
+          h.bed.mcp.setClockOffset(0);
+        }
+        // status shows the same expiry every decision used, and what the server stated.
+        const status = await h.cli(["status", name, "--json"], { clock: time });
+        const shown = (JSON.parse(status.stdout) as { connectors: Record<string, unknown>[] }).connectors[0]!;
+        assert.ok(
+          Math.abs((shown.clock_skew_ms as number) - asSkewMs) < 2_000,
+          `skew ${shown.clock_skew_ms}`,
+        );
+        const stored = (await h.store.get(name))!.record.tokens!;
+        assert.equal(shown.access_token_expires_at, new Date(stored.expiresAt!).toISOString());
+        // What the skew took off: 65 s when the AS is behind, nothing (beyond the measurement's
+        // one-second resolution) when it is ahead.
+        const granted = shown.access_token_granted_expires_at as string | null;
+        const cut = granted === null ? 0 : Date.parse(granted) - stored.expiresAt!;
+        assert.ok(Math.abs(cut - (asSkewMs < 0 ? SKEW_MS : 0)) < 2_000, `taken off for skew: ${cut} ms`);
+        assert.deepEqual(rejected, [], "tokens the MCP server rejected");
+        assert.equal(h.bed.mcp.counters.unauthorized, 0, "401s counted by the MCP server");
+        // Several lifetimes really passed: the connector was refreshed at least once per lifetime.
+        assert.ok(
+          h.bed.as.counters.refreshGrantsSucceeded - refreshesBefore >= 4,
+          `refreshes: ${h.bed.as.counters.refreshGrantsSucceeded - refreshesBefore}`,
+        );
+      });
+    }
+  }
+
+  it("a lifetime shorter than the skew: exit 78 expired_on_arrival, one refresh, no loop, the rotated token kept", async () => {
+    const short = await startHarness({ accessTokenTtl: 60 });
+    try {
+      const time = new SharedTime(short.bed, -SKEW_MS, false);
+      await short.connect("short");
+      const manager = new TokenManager({ store: short.store, clock: time });
+      const endpoint = await startTokenEndpoint({ manager, connectors: ["short"] });
+      try {
+        // Make the seeded token stale, so the next call must refresh.
+        time.advance(60_000);
+        const grants = () => short.bed.as.counters.refreshGrantsSucceeded;
+        const before = grants();
+        for (let i = 0; i < 5; i++) {
+          const r = await short.cli(["token", "short"], { clock: time });
+          assert.equal(r.code, 78, r.stderr);
+          assert.equal(r.stdout, "");
+          assert.match(
+            r.stderr,
+            /^tokenkeeper: expired_on_arrival: .*expired when it arrived: the server grants 1m and the clock of \S+ is 1m[45]s behind/,
+          );
+          const viaRun = await short.cli(["token", "short"], { clock: time, env: endpoint.env() });
+          assert.equal(viaRun.code, 78, viaRun.stderr);
+          assert.match(viaRun.stderr, /expired_on_arrival/);
+          time.advance(5_000);
+        }
+        assert.equal(grants() - before, 1, "one refresh for ten calls within a minute");
+        // A minute later it looks again, once: the refresh token it saved is the current one.
+        time.advance(60_000);
+        const again = await short.cli(["token", "short"], { clock: time });
+        assert.equal(again.code, 78);
+        assert.equal(grants() - before, 2);
+        assert.equal(short.bed.as.counters.refreshTokenReuse, 0);
+        // The clocks agree again: the next look hands out a good token.
+        time.advance(60_000);
+        short.bed.as.setClockOffset(0);
+        short.bed.mcp.setClockOffset(0);
+        const fixed = await short.cli(["token", "short"], { clock: systemClock });
+        assert.equal(fixed.code, 0, fixed.stderr);
+        assert.ok(await mcpAccepts(short.bed.mcpUrl, fixed.stdout.trim()));
+      } finally {
+        await endpoint.close();
+        await manager.close();
+      }
+    } finally {
+      await short.close();
+    }
+  });
+});
