@@ -148,7 +148,8 @@ describe("a refresher paused past its lease right before its request leaves", ()
   it("file store: no refresh is sent while a stalled process holds the connector's write lock", async () => {
     const root = await mkdtemp(join(tmpdir(), "tokenkeeper-stalled-write-"));
     const dir = join(root, "state");
-    const store = new FileStore({ dir });
+    // The failure is recorded in the store too, which waits for the stalled writer: briefly.
+    const store = new FileStore({ dir, writeWaitMs: 1_000 });
     // A process stalls in the middle of a write to the connector, holding its write lock: a
     // refresh now would rotate the refresh token into a result that cannot be saved.
     await connectTestBed(bed, store, CONNECTOR);
