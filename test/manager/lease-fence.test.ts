@@ -40,19 +40,20 @@ describe("the refresh lease fences the token request, not only the write", () =>
     const events: TokenkeeperEvent[] = [];
     const manager = new TokenManager({
       store,
-      lock: { leaseMs: 1_500, marginMs: 300 },
+      lock: { leaseMs: 3_000, marginMs: 300 },
       onEvent: (e) => events.push(e),
       hooks: {
         // A stall (a long GC, a suspended VM) that outlasts the lease, the first time only.
         beforeTokenRequest: async () => {
-          if (stalls++ === 0) await sleep(1_600);
+          if (stalls++ === 0) await sleep(3_100);
         },
       },
     });
     const before = (await store.get(name))!.record.tokens!;
     const token = await manager.refreshNow(name);
     await manager.close();
-    assert.equal(stalls, 2, "checked the lease again after taking the lock again");
+    // Twice at least: the first check found the lease gone; a loaded machine may need another.
+    assert.ok(stalls >= 2, "checked the lease again after taking the lock again");
     assert.equal(bed.as.counters.grants.refresh_token, 1, "one refresh grant");
     assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
     assert.ok(!token.token.equals(before.accessToken), "a new token");
@@ -87,12 +88,12 @@ describe("the refresh lease fences the token request, not only the write", () =>
 
   it("caps a token request's timeout at the lease left minus the margin", async () => {
     // The token endpoint never answers; the configured request timeout (60 s) is far longer
-    // than the lease (3 s, margin 1 s): the request is given up while the lease still holds.
+    // than the lease (4 s, margin 1.5 s): the request is given up while the lease still holds.
     bed.as.failTokenEndpoint(1, "slow", { delayMs: Number.POSITIVE_INFINITY, grantType: "refresh_token" });
     const manager = new TokenManager({
       store,
       requestTimeoutMs: 60_000,
-      lock: { leaseMs: 3_000, marginMs: 1_000 },
+      lock: { leaseMs: 4_000, marginMs: 1_500 },
       retry: { deadlineMs: 0 },
     });
     const started = Date.now();
@@ -103,7 +104,7 @@ describe("the refresh lease fences the token request, not only the write", () =>
     assert.equal(failure.fields.kind, "timeout");
     const timeoutMs = failure.fields.timeoutMs as number;
     assert.ok(
-      timeoutMs > 0 && timeoutMs <= 2_000,
+      timeoutMs > 0 && timeoutMs <= 2_500,
       `the request's timeout was ${timeoutMs} ms: the lease left minus the margin`,
     );
     assert.ok(elapsed < 30_000, `gave up after ${elapsed} ms, not the configured 60 s`);
