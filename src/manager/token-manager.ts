@@ -64,6 +64,12 @@ export interface TokenManagerOptions {
   skewWarnMs?: number;
   /** How often a connector in reauth_required state is re-read from the store, to notice a new login (default 1 s). */
   reauthRecheckMs?: number;
+  /**
+   * How often a healthy connector's cached record is compared with the store, in the background
+   * (default 5 s; 0 turns it off): a newer token set written by another process — a login with
+   * a new scope, a refresh elsewhere — is then used here too. Callers never wait for it.
+   */
+  storeRecheckMs?: number;
   random?: () => number;
   onEvent?: EventListener;
   /** Test hooks. Not for production use. */
@@ -134,6 +140,8 @@ export class TokenManager {
   readonly #hooks: TokenManagerHooks;
   readonly #skewWarnMs: number;
   readonly #reauthRecheckMs: number;
+  readonly #storeRecheckMs: number;
+  readonly #rechecks = new Set<string>();
   readonly #random: () => number;
   readonly #events = new EventHub();
   readonly #cache = new Map<string, CacheEntry>();
@@ -167,6 +175,7 @@ export class TokenManager {
     this.#hooks = options.hooks ?? {};
     this.#skewWarnMs = options.skewWarnMs ?? 30_000;
     this.#reauthRecheckMs = options.reauthRecheckMs ?? 1_000;
+    this.#storeRecheckMs = options.storeRecheckMs ?? 5_000;
     this.#random = options.random ?? Math.random;
     if (options.onEvent) this.#events.subscribe(options.onEvent);
   }
@@ -196,6 +205,8 @@ export class TokenManager {
       const reauth = reauthErrorFromRecord(entry.stored.record);
       if (reauth) throw reauth;
     }
+
+    if (this.#storeRecheckMs > 0 && now - entry.checkedAt >= this.#storeRecheckMs) this.#recheck(entry);
 
     const record = entry.stored.record;
     const minTtlMs = achievableMinTtlMs(record.tokens, options.minTtlMs ?? 0, this.#aheadMs(record));
@@ -228,6 +239,19 @@ export class TokenManager {
       ...(options.signal ? { signal: options.signal } : {}),
     });
     return this.#hand(entry);
+  }
+
+  /**
+   * After a server refused `rejected` (403 insufficient_scope, or a 401): the store's token when
+   * it is another one — a person may have just run `login --scope` — else undefined. One store
+   * read; never a refresh (a refresh keeps the scope, so it cannot fix a missing one).
+   */
+  async newerToken(connector: string, rejected: Secret): Promise<AccessToken | undefined> {
+    const stored = await this.#read(connector);
+    const tokens = stored.record.tokens;
+    if (!tokens || tokens.accessToken.equals(rejected) || reauthErrorFromRecord(stored.record))
+      return undefined;
+    return this.#hand(this.#cache.get(connector) ?? this.#remember(stored));
   }
 
   /** Forces a refresh now (used by `keepalive` so idle refresh tokens do not lapse). */
@@ -341,6 +365,25 @@ export class TokenManager {
     };
   }
 
+  /** Compares the cached record with the store, off the caller's path; a newer version replaces it. */
+  #recheck(entry: CacheEntry): void {
+    const connector = entry.stored.record.name;
+    if (this.#rechecks.has(connector) || this.#closed) return;
+    this.#rechecks.add(connector);
+    entry.checkedAt = this.clock.now();
+    this.store
+      .get(connector)
+      .then(
+        (stored) => {
+          const prior = this.#cache.get(connector)?.stored;
+          if (stored && (!prior || (stored.version !== prior.version && supersedes(stored, prior))))
+            this.#remember(stored);
+        },
+        () => {}, // a store hiccup: the cached token is still good; the next recheck tries again
+      )
+      .finally(() => this.#rechecks.delete(connector));
+  }
+
   #background(connector: string, minTtlMs: number): void {
     if (this.#flights.has(connector) || this.#closed) return;
     // Errors are recorded on the entry (cooldown) and reported as events; the caller already has a token.
@@ -399,7 +442,7 @@ export class TokenManager {
   #remember(stored: StoredRecord, cooldown?: CacheEntry["cooldown"]): CacheEntry {
     const prior = this.#cache.get(stored.record.name);
     // Never move the cache backwards to an older version (a slow reader racing a fast writer).
-    if (prior && prior.stored.version > stored.version && !cooldown) return prior;
+    if (prior && !supersedes(stored, prior.stored) && !cooldown) return prior;
     const entry: CacheEntry = { stored, checkedAt: this.clock.now(), ...(cooldown ? { cooldown } : {}) };
     this.#cache.set(stored.record.name, entry);
     return entry;
@@ -733,4 +776,12 @@ function justObtained(tokens: TokenSet | null | undefined, now: number): boolean
 
 export function createTokenManager(options: TokenManagerOptions): TokenManager {
   return new TokenManager(options);
+}
+
+/**
+ * Is `next` at least as new as `prior`? Versions only grow for one connector; a connector that
+ * was logged out and logged in again starts over at version 1, and its creation time tells.
+ */
+function supersedes(next: StoredRecord, prior: StoredRecord): boolean {
+  return next.version >= prior.version || next.record.createdAt !== prior.record.createdAt;
 }

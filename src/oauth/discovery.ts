@@ -10,6 +10,14 @@
  *    insertion, then OpenID Discovery with the path appended (root issuers: RFC 8414, then
  *    OpenID), and check that the `issuer` it states is the one we asked for (RFC 8414 §3.3).
  *
+ * Two fallbacks, both as the SDK's own client does:
+ * - a server may let `initialize` through and protect only later requests (authorization starts
+ *   from whichever request gets the 401/403): on a 2xx probe, the well-known RFC 9728 locations
+ *   are tried, and only a server that publishes none there needs no login;
+ * - a 2025-03-26 server publishes no protected-resource metadata: its own origin is then the
+ *   authorization server (metadata at `<origin>/.well-known/oauth-authorization-server`, else the
+ *   default endpoints `/authorize`, `/token`, `/register`), as that revision of the spec said.
+ *
  * Every request goes through boundedFetch (timeout, size limit, no automatic redirects);
  * redirects are followed only within the same origin. Each step is exported on its own so
  * `doctor` can run them one by one and report each outcome; `discover()` chains them and
@@ -594,6 +602,11 @@ export interface DiscoveryResult {
   protectedResource: ProtectedResourceResult;
   authorizationServer: AuthorizationServerResult;
   capabilities: Capabilities;
+  /**
+   * True for a 2025-03-26 server (no protected-resource metadata): `protectedResource` is then
+   * made up from the server URL, and its `url` is the authorization-server metadata's.
+   */
+  legacy: boolean;
 }
 
 export interface DiscoverOptions {
@@ -609,8 +622,19 @@ export async function discover(
 ): Promise<DiscoveryResult> {
   const url = canonicalServerUri(mcpUrl);
   const probe = await probeServer(url, deps, trace);
-  const challenge = requireChallenge(probe);
-  const protectedResource = await fetchProtectedResourceMetadata(url, challenge, deps, trace);
+  const open = probe.status >= 200 && probe.status < 300;
+  // A 2xx probe: the server may still protect later requests; its well-known metadata says so.
+  const challenge = open ? {} : requireChallenge(probe);
+  let protectedResource: ProtectedResourceResult;
+  try {
+    protectedResource = await fetchProtectedResourceMetadata(url, challenge, deps, trace);
+  } catch (error) {
+    // Nothing (or nothing valid: a catch-all page) at the well-known URLs of a server that
+    // answered without a token: it does not want one.
+    if (open && error instanceof ProtocolError) requireChallenge(probe);
+    if (!isNoResourceMetadata(error) || challenge.resourceMetadata) throw error;
+    return legacyDiscovery(url, challenge, deps, trace, options);
+  }
   const issuer = chooseAuthorizationServer(protectedResource, options.authorizationServer);
   const authorizationServer = await fetchAuthorizationServerMetadata(issuer, deps, trace);
   return {
@@ -622,5 +646,102 @@ export async function discover(
     protectedResource,
     authorizationServer,
     capabilities: capabilitiesOf(authorizationServer.metadata),
+    legacy: false,
+  };
+}
+
+function isNoResourceMetadata(error: unknown): boolean {
+  return error instanceof ProtocolError && error.fields.problem === "no_resource_metadata";
+}
+
+// ---- the 2025-03-26 fallback ------------------------------------------------------------------
+
+/**
+ * MCP 2025-03-26, "Server Metadata Discovery" and "Fallbacks for Servers without Metadata
+ * Discovery": the authorization base URL is the MCP server URL without its path; metadata at
+ * `<base>/.well-known/oauth-authorization-server` (RFC 8414), else `/authorize`, `/token` and
+ * `/register` at that base. The metadata comes from the MCP server's own origin, so an issuer it
+ * states on that same origin (e.g. `<base>/oauth`) is accepted: it is the same party either way.
+ */
+export async function fetchLegacyAuthorizationServer(
+  mcpUrl: string,
+  deps: DiscoveryDeps,
+  trace?: Trace,
+): Promise<AuthorizationServerResult> {
+  const what = "authorization server metadata";
+  const base = new URL(mcpUrl).origin;
+  const metadataUrl = `${base}/.well-known/oauth-authorization-server`;
+  const doc = await fetchDocument(metadataUrl, what, deps, trace);
+  if (doc.status >= 500 || doc.status === 429) throw serverError(doc, what);
+  if (!doc.response.ok) {
+    const metadata = defaultEndpointsMetadata(base);
+    assertEndpointsSecure(metadata);
+    return { issuer: base, metadata, url: metadataUrl, kind: "oauth" };
+  }
+  const server = describeUrl(doc.url);
+  const metadata = parseDocument(
+    authorizationServerMetadataSchema,
+    await readJsonBody(doc.response, what, server),
+    what,
+    server,
+  );
+  if (new URL(metadata.issuer).origin !== base) {
+    throw new ProtocolError(
+      `${what} at ${server} states issuer ${describeUrl(metadata.issuer)}, which is not on the MCP server's origin ${base} (MCP 2025-03-26 discovery)`,
+      { server, field: "issuer", problem: "issuer_mismatch", expected: base, actual: metadata.issuer },
+    );
+  }
+  assertEndpointsSecure(metadata);
+  return { issuer: metadata.issuer, metadata, url: doc.url, kind: "oauth" };
+}
+
+/** The endpoints a 2025-03-26 client assumes when the server publishes no metadata. */
+export function defaultEndpointsMetadata(base: string): AuthorizationServerMetadata {
+  return authorizationServerMetadataSchema.parse({
+    issuer: base,
+    authorization_endpoint: `${base}/authorize`,
+    token_endpoint: `${base}/token`,
+    registration_endpoint: `${base}/register`,
+    response_types_supported: ["code"],
+    grant_types_supported: ["authorization_code", "refresh_token"],
+    // That revision required PKCE of every client, so S256 is what such a server speaks.
+    code_challenge_methods_supported: ["S256"],
+  });
+}
+
+async function legacyDiscovery(
+  url: string,
+  challenge: BearerChallenge,
+  deps: DiscoveryDeps,
+  trace: Trace | undefined,
+  options: DiscoverOptions,
+): Promise<DiscoveryResult> {
+  const authorizationServer = await fetchLegacyAuthorizationServer(url, deps, trace);
+  if (
+    options.authorizationServer &&
+    !issuerMatches(options.authorizationServer, authorizationServer.issuer)
+  ) {
+    throw new ProtocolError(
+      `${describeUrl(url)} publishes no protected resource metadata, so its authorization server is ${authorizationServer.issuer}, not ${options.authorizationServer}`,
+      {
+        server: describeUrl(url),
+        field: "authorization_servers",
+        problem: "authorization_server_not_listed",
+      },
+    );
+  }
+  return {
+    mcpUrl: url,
+    // No metadata names the resource: the canonical server URI is its identifier (RFC 8707 §2).
+    resource: url,
+    challenge,
+    protectedResource: {
+      metadata: { resource: url, authorization_servers: [authorizationServer.issuer] },
+      url: authorizationServer.url,
+      fromChallenge: false,
+    },
+    authorizationServer,
+    capabilities: capabilitiesOf(authorizationServer.metadata),
+    legacy: true,
   };
 }

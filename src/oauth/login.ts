@@ -316,7 +316,7 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
         resource: discovery.resource,
         issuer,
         metadata,
-        resourceMetadataUrl: discovery.protectedResource.url,
+        ...(discovery.legacy ? {} : { resourceMetadataUrl: discovery.protectedResource.url }),
       },
       client,
       tokens: null,

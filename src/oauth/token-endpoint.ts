@@ -8,6 +8,7 @@ import type { Clock } from "../core/clock.js";
 import { ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
 import type { ConnectorRecord, TokenSet } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
+import { clientSecretBasic } from "./client-auth.js";
 import {
   assertSecureUrl,
   boundedFetch,
@@ -71,7 +72,8 @@ export function oauthClientFor(record: ConnectorRecord): {
   let auth: oauth.ClientAuth;
   switch (record.client.tokenEndpointAuthMethod) {
     case "client_secret_basic":
-      auth = oauth.ClientSecretBasic(secret ?? "");
+      // Not oauth.ClientSecretBasic: see client-auth.ts for the encoding servers accept.
+      auth = clientSecretBasic(secret ?? "");
       break;
     case "client_secret_post":
       auth = oauth.ClientSecretPost(secret ?? "");

@@ -30,40 +30,56 @@ export function createAuthFetch(
     // A ReadableStream body can be sent once only: it cannot be replayed after a 401.
     const replayable = !(request.body instanceof ReadableStream);
 
-    const token = await manager.getAccessToken(connector, tokenOptions);
-    const response = await base(url, withToken(request, token));
-    if (response.status === 403) await throwIfInsufficientScope(manager, connector, response);
-    if (response.status !== 401) return response;
-
-    const challenge = parseBearerChallenge(response.headers.get("www-authenticate"));
-    await response.body?.cancel().catch(() => {});
-    // RFC 6750 §3.1: invalid_token (or no error at all, for a token the server does not know).
-    if (challenge?.error && challenge.error !== "invalid_token") {
-      throw new TransientError(`the server rejected the request with 401 ${challenge.error}`, {
-        connector,
-        status: 401,
-        serverError: challenge.error,
+    /** A 401: refresh once (unless the store already moved on) and retry once. */
+    async function handleUnauthorized(response: Response, token: AccessToken): Promise<Response> {
+      const challenge = parseBearerChallenge(response.headers.get("www-authenticate"));
+      await response.body?.cancel().catch(() => {});
+      // RFC 6750 §3.1: invalid_token (or no error at all, for a token the server does not know).
+      if (challenge?.error && challenge.error !== "invalid_token") {
+        throw new TransientError(`the server rejected the request with 401 ${challenge.error}`, {
+          connector,
+          status: 401,
+          serverError: challenge.error,
+        });
+      }
+      const renewed = await manager.refreshAfterRejection(connector, token.token);
+      if (!replayable) {
+        throw new TransientError(
+          "the access token was renewed but the request body is a stream and cannot be sent again; retry the request",
+          { connector, status: 401 },
+        );
+      }
+      // A server that answered 401 did not process the request: sending it again is safe.
+      const retried = await base(url, withToken(request, renewed));
+      if (retried.status === 403 && isInsufficientScope(retried))
+        return throwInsufficientScope(manager, connector, retried);
+      if (retried.status !== 401) return retried;
+      await retried.body?.cancel().catch(() => {});
+      // A token fresh from the authorization server is still refused: the grant no longer
+      // authorizes this resource (revoked, or the audience changed). Only a human can fix that.
+      const again = parseBearerChallenge(retried.headers.get("www-authenticate"));
+      throw await manager.markReauthRequired(connector, "token_rejected", {
+        serverError: again?.error ?? "invalid_token",
+        ...(again?.errorDescription ? { serverErrorDescription: again.errorDescription } : {}),
       });
     }
-    const renewed = await manager.refreshAfterRejection(connector, token.token);
-    if (!replayable) {
-      throw new TransientError(
-        "the access token was renewed but the request body is a stream and cannot be sent again; retry the request",
-        { connector, status: 401 },
-      );
+
+    const token = await manager.getAccessToken(connector, tokenOptions);
+    const response = await base(url, withToken(request, token));
+    if (response.status === 403 && isInsufficientScope(response)) {
+      // Step-up (MCP authorization, "Scope Challenge Handling"): a person may have run
+      // `login --scope` since this token was handed out; the store then holds a token to retry with.
+      const newer = replayable ? await manager.newerToken(connector, token.token) : undefined;
+      if (!newer) return throwInsufficientScope(manager, connector, response);
+      await response.body?.cancel().catch(() => {});
+      const retried = await base(url, withToken(request, newer));
+      if (retried.status === 403 && isInsufficientScope(retried))
+        return throwInsufficientScope(manager, connector, retried);
+      if (retried.status !== 401) return retried;
+      return handleUnauthorized(retried, newer);
     }
-    // A server that answered 401 did not process the request: sending it again is safe.
-    const retried = await base(url, withToken(request, renewed));
-    if (retried.status === 403) await throwIfInsufficientScope(manager, connector, retried);
-    if (retried.status !== 401) return retried;
-    await retried.body?.cancel().catch(() => {});
-    // A token fresh from the authorization server is still refused: the grant no longer
-    // authorizes this resource (revoked, or the audience changed). Only a human can fix that.
-    const again = parseBearerChallenge(retried.headers.get("www-authenticate"));
-    throw await manager.markReauthRequired(connector, "token_rejected", {
-      serverError: again?.error ?? "invalid_token",
-      ...(again?.errorDescription ? { serverErrorDescription: again.errorDescription } : {}),
-    });
+    if (response.status !== 401) return response;
+    return handleUnauthorized(response, token);
   };
 }
 
@@ -93,14 +109,17 @@ function withToken(request: RequestInit, token: AccessToken): RequestInit {
   return { ...request, headers };
 }
 
+function isInsufficientScope(response: Response): boolean {
+  return parseBearerChallenge(response.headers.get("www-authenticate"))?.error === "insufficient_scope";
+}
+
 /** RFC 6750 §3.1 insufficient_scope: a step-up a human must grant; the connector keeps working for other calls. */
-async function throwIfInsufficientScope(
+async function throwInsufficientScope(
   manager: TokenManager,
   connector: string,
   response: Response,
-): Promise<void> {
-  const challenge = parseBearerChallenge(response.headers.get("www-authenticate"));
-  if (challenge?.error !== "insufficient_scope") return;
+): Promise<never> {
+  const challenge = parseBearerChallenge(response.headers.get("www-authenticate")) ?? {};
   await response.body?.cancel().catch(() => {});
   const record = manager.cached(connector)?.record;
   const scope = mergeScopes(record?.tokens?.scope ?? record?.scope, challenge.scope) ?? "";

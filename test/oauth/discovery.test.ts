@@ -282,18 +282,128 @@ describe("discovery against live stub servers", () => {
     );
   });
 
-  it("says clearly when the server needs no authorization, or has no metadata", async () => {
-    const open = track(await startStub(() => ({ json: { jsonrpc: "2.0", id: 0, result: {} } })));
+  it("says clearly when the server needs no authorization, or its challenge names missing metadata", async () => {
+    // A catch-all that answers 200 everywhere, even at the well-known URLs.
+    const catchAll = track(await startStub(() => ({ json: { jsonrpc: "2.0", id: 0, result: {} } })));
+    await rejectsWith(discover(`${catchAll.origin}/mcp`, deps), "protocol_error", "no_auth_required");
+    const open = track(
+      await startStub((req) =>
+        req.url.pathname.startsWith("/.well-known/")
+          ? { status: 404 }
+          : { json: { jsonrpc: "2.0", id: 0, result: {} } },
+      ),
+    );
     await rejectsWith(discover(`${open.origin}/mcp`, deps), "protocol_error", "no_auth_required");
-    const bare = track(
-      await startStub((req) => (req.url.pathname === "/mcp" ? { status: 401 } : { status: 404 })),
+    // The well-known locations were asked before concluding there is nothing to log in to.
+    assert.deepEqual(open.paths(), [
+      "/mcp",
+      "/.well-known/oauth-protected-resource/mcp",
+      "/.well-known/oauth-protected-resource",
+    ]);
+    const named = track(
+      await startStub((req, origin) =>
+        req.url.pathname === "/mcp"
+          ? {
+              status: 401,
+              headers: { "www-authenticate": `Bearer resource_metadata="${origin}/prm"` },
+            }
+          : { status: 404 },
+      ),
     );
     await rejectsWith(
-      discover(`${bare.origin}/mcp`, deps),
+      discover(`${named.origin}/mcp`, deps),
       "protocol_error",
       "no_resource_metadata",
       /tried/,
     );
+  });
+
+  it("a server that lets initialize through still gets a login: well-known metadata after a 2xx probe", async () => {
+    const fake = track(
+      await startFakeOAuth({
+        mcp: (req) => (req.method === "POST" ? { json: { jsonrpc: "2.0", id: 0, result: {} } } : undefined),
+      }),
+    );
+    const result = await discover(fake.mcpUrl, deps);
+    assert.equal(result.legacy, false);
+    assert.equal(result.resource, fake.mcpUrl);
+    assert.equal(result.challenge.scope, undefined);
+    assert.deepEqual(result.protectedResource.metadata.scopes_supported, ["tools", "admin"]);
+    assert.deepEqual(fake.paths(), [
+      "/mcp",
+      "/.well-known/oauth-protected-resource/mcp",
+      "/.well-known/oauth-authorization-server",
+    ]);
+  });
+
+  it("2025-03-26 server: authorization-server metadata at the server's origin, issuer on that origin", async () => {
+    // Served at the root, as a 2025-03-26 server does, naming an issuer under /oauth.
+    const rooted = track(
+      await startStub((req, origin) => {
+        if (req.url.pathname === "/.well-known/oauth-authorization-server") {
+          return {
+            json: {
+              issuer: `${origin}/oauth`,
+              authorization_endpoint: `${origin}/oauth/authorize`,
+              token_endpoint: `${origin}/oauth/token`,
+              response_types_supported: ["code"],
+              code_challenge_methods_supported: ["S256"],
+            },
+          };
+        }
+        return req.url.pathname === "/mcp"
+          ? { status: 401, headers: { "www-authenticate": 'Bearer realm="x"' } }
+          : { status: 404 };
+      }),
+    );
+    const result = await discover(`${rooted.origin}/mcp`, deps);
+    assert.equal(result.legacy, true);
+    assert.equal(result.authorizationServer.issuer, `${rooted.origin}/oauth`);
+    assert.equal(result.authorizationServer.metadata.token_endpoint, `${rooted.origin}/oauth/token`);
+    assert.equal(result.resource, `${rooted.origin}/mcp`);
+    assert.deepEqual(rooted.paths(), [
+      "/mcp",
+      "/.well-known/oauth-protected-resource/mcp",
+      "/.well-known/oauth-protected-resource",
+      "/.well-known/oauth-authorization-server",
+    ]);
+  });
+
+  it("2025-03-26 server without any metadata: the default endpoints at its origin", async () => {
+    const bare = track(
+      await startStub((req) =>
+        req.url.pathname === "/mcp"
+          ? { status: 401, headers: { "www-authenticate": "Bearer" } }
+          : { status: 404 },
+      ),
+    );
+    const result = await discover(`${bare.origin}/mcp`, deps);
+    assert.equal(result.legacy, true);
+    assert.equal(result.authorizationServer.issuer, bare.origin);
+    const m = result.authorizationServer.metadata;
+    assert.equal(m.authorization_endpoint, `${bare.origin}/authorize`);
+    assert.equal(m.token_endpoint, `${bare.origin}/token`);
+    assert.equal(m.registration_endpoint, `${bare.origin}/register`);
+    assert.equal(result.capabilities.pkceS256, true);
+  });
+
+  it("2025-03-26 server: metadata naming an issuer on another origin is refused", async () => {
+    const other = track(
+      await startStub((req) =>
+        req.url.pathname === "/.well-known/oauth-authorization-server"
+          ? {
+              json: {
+                issuer: "http://127.0.0.2:1/",
+                authorization_endpoint: "http://127.0.0.2:1/authorize",
+                token_endpoint: "http://127.0.0.2:1/token",
+              },
+            }
+          : req.url.pathname === "/mcp"
+            ? { status: 401 }
+            : { status: 404 },
+      ),
+    );
+    await rejectsWith(discover(`${other.origin}/mcp`, deps), "protocol_error", "issuer_mismatch");
   });
 
   it("lets the user pick one of several listed authorization servers, and only a listed one", async () => {

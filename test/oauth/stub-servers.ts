@@ -77,11 +77,13 @@ export interface FakeOAuthOptions {
   /** Path of the issuer ("" for a root issuer, e.g. "/tenant"). */
   issuerPath?: string;
   /** Which well-known document the AS serves its metadata at. */
-  metadataAt?: "oauth" | "oidc-insert" | "oidc-append";
+  metadataAt?: "oauth" | "oidc-insert" | "oidc-append" | "none";
   /** The 401's WWW-Authenticate; default names the PRM URL and scope "tools". null: none. */
   challenge?: (origin: string) => string | null;
-  /** Where the PRM is served: the path-inserted well-known URI (default) or only the root one. */
-  prmAt?: "path" | "root";
+  /** Where the PRM is served: the path-inserted well-known URI (default), only the root one, or nowhere (a 2025-03-26 server). */
+  prmAt?: "path" | "root" | "none";
+  /** Answers the MCP endpoint instead of the 401 (e.g. a server that lets `initialize` through). */
+  mcp?: (req: StubRequest, origin: string) => StubResponse | undefined;
   /** Patches the protected-resource metadata. */
   prm?: (doc: Record<string, unknown>, origin: string) => Record<string, unknown>;
   /** Patches the authorization-server metadata. */
@@ -120,20 +122,28 @@ export async function startFakeOAuth(options: FakeOAuthOptions = {}): Promise<Fa
         return `/.well-known/openid-configuration${issuerPath}`;
       case "oidc-append":
         return `${issuerPath}/.well-known/openid-configuration`;
+      case "none":
+        return undefined;
     }
   })();
   const prmPath =
-    options.prmAt === "root"
-      ? "/.well-known/oauth-protected-resource"
-      : "/.well-known/oauth-protected-resource/mcp";
+    options.prmAt === "none"
+      ? undefined
+      : options.prmAt === "root"
+        ? "/.well-known/oauth-protected-resource"
+        : "/.well-known/oauth-protected-resource/mcp";
 
   const stub = await startStub(async (req, origin) => {
     const issuer = `${origin}${issuerPath}`;
     const path = req.url.pathname;
     if (path === "/mcp") {
+      const custom = options.mcp?.(req, origin);
+      if (custom) return custom;
       const challenge = options.challenge
         ? options.challenge(origin)
-        : `Bearer resource_metadata="${origin}${prmPath}", scope="tools"`;
+        : prmPath
+          ? `Bearer resource_metadata="${origin}${prmPath}", scope="tools"`
+          : 'Bearer realm="mcp"';
       return {
         status: 401,
         headers: challenge ? { "www-authenticate": challenge } : {},

@@ -531,7 +531,11 @@ export class Upstream {
             this.#streamDown(generation, error);
           });
         }
-        if (response.status === 405) this.#streamUnsupported = true;
+        // A 404 means "session gone" only for a GET that named a session (MCP transports,
+        // "Session Management"); without one, the server simply has no stream at this URL.
+        const namedSession = new Headers(init?.headers).has("mcp-session-id");
+        if (response.status === 405 || (response.status === 404 && !namedSession))
+          this.#streamUnsupported = true;
         else if (response.status === 404) this.#sessionGone(generation);
         else this.#streamDown(generation, new Error(`HTTP ${response.status}`));
         return watchBody(response, () => link?.unlink());

@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { basicCredentials, formEncode } from "../../src/oauth/client-auth.js";
+
+/** What a server that decodes the Basic credentials (RFC 6749 §2.3.1) sees. */
+function decoded(header: string): [string, string] {
+  const plain = Buffer.from(header.replace(/^Basic /, ""), "base64").toString("utf8");
+  const at = plain.indexOf(":");
+  const decode = (v: string) => new URLSearchParams(`v=${v}`).get("v") ?? "";
+  return [decode(plain.slice(0, at)), decode(plain.slice(at + 1))];
+}
+
+/** What a server that compares the raw Basic credentials sees. */
+function raw(header: string): [string, string] {
+  const [id, secret] = Buffer.from(header.replace(/^Basic /, ""), "base64").toString("utf8").split(":");
+  return [id ?? "", secret ?? ""];
+}
+
+describe("client_secret_basic encoding (RFC 6749 §2.3.1)", () => {
+  it("leaves ids and secrets made of alphanumerics and -._* as they are: raw-comparing servers accept them", () => {
+    const header = basicCredentials("pre-registered-client", "pre-registered-secret");
+    assert.deepEqual(raw(header), ["pre-registered-client", "pre-registered-secret"]);
+    assert.deepEqual(decoded(header), ["pre-registered-client", "pre-registered-secret"]);
+  });
+
+  it("encodes what must be encoded, so a decoding server gets the exact values back", () => {
+    for (const [id, secret] of [
+      ["client:with:colons", "s3cr3t/+=="],
+      ["ünïcode id", "a b&c%d~e!f'g(h)i"],
+    ] as const) {
+      const header = basicCredentials(id, secret);
+      assert.deepEqual(decoded(header), [id, secret]);
+      // The colon separating id from secret stays unambiguous.
+      assert.equal(raw(header).length, 2);
+      assert.ok(!raw(header)[0].includes(":"));
+    }
+    assert.equal(formEncode("a b"), "a+b");
+    assert.equal(formEncode("a-b.c_d*e"), "a-b.c_d*e");
+    assert.equal(formEncode("~"), "%7E");
+  });
+});
