@@ -12,7 +12,9 @@ function decoded(header: string): [string, string] {
 
 /** What a server that compares the raw Basic credentials sees. */
 function raw(header: string): [string, string] {
-  const [id, secret] = Buffer.from(header.replace(/^Basic /, ""), "base64").toString("utf8").split(":");
+  const [id, secret] = Buffer.from(header.replace(/^Basic /, ""), "base64")
+    .toString("utf8")
+    .split(":");
   return [id ?? "", secret ?? ""];
 }
 

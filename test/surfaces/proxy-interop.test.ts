@@ -1,0 +1,210 @@
+/**
+ * The proxy against servers that behave as the MCP conformance suite's do, in-process:
+ * a stateless server with no GET stream (404 to a GET without a session id), and a server that
+ * lets `initialize` through and asks for a wider scope (403 insufficient_scope) on one tool.
+ */
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { PassThrough } from "node:stream";
+import { after, describe, it } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { systemClock } from "../../src/core/clock.js";
+import { Secret } from "../../src/core/secret.js";
+import { TokenManager } from "../../src/manager/token-manager.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
+import { startProxy } from "../../src/surfaces/proxy/proxy.js";
+import { makeRecord, makeTokens } from "../support/fixtures.js";
+
+interface StatelessServer {
+  url: string;
+  counts: { initialize: number; gets: number; toolCalls: number; forbidden: number };
+  /** Scopes each access token carries. */
+  grants: Map<string, string[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * A stateless Streamable HTTP server (no session ids) with no GET stream, like the suite's:
+ * initialize needs no token; every other request needs a known token, and `admin` needs the
+ * `write` scope (403 insufficient_scope otherwise, RFC 6750 §3.1).
+ */
+async function startStatelessServer(): Promise<StatelessServer> {
+  const counts = { initialize: 0, gets: 0, toolCalls: 0, forbidden: 0 };
+  const grants = new Map<string, string[]>();
+  const server: Server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== "POST") {
+      counts.gets++;
+      res.writeHead(404).end("Not Found");
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+      method?: string;
+      params?: { name?: string };
+    };
+    if (body.method === "initialize") counts.initialize++;
+    if (body.method !== "initialize" && !body.method?.startsWith("notifications/")) {
+      const token = req.headers.authorization?.replace(/^Bearer /, "") ?? "";
+      const scopes = grants.get(token);
+      if (!scopes) {
+        res.writeHead(401, { "www-authenticate": 'Bearer error="invalid_token"' }).end();
+        return;
+      }
+      if (body.method === "tools/call" && body.params?.name === "admin" && !scopes.includes("write")) {
+        counts.forbidden++;
+        res
+          .writeHead(403, { "www-authenticate": 'Bearer error="insufficient_scope", scope="read write"' })
+          .end();
+        return;
+      }
+    }
+    if (body.method === "tools/call") counts.toolCalls++;
+    const mcp = new McpServer({ name: "stateless", version: "1.0.0" });
+    mcp.registerTool("echo", { description: "echo" }, async () => ({
+      content: [{ type: "text", text: "echo" }],
+    }));
+    mcp.registerTool("admin", { description: "admin" }, async () => ({
+      content: [{ type: "text", text: "admin" }],
+    }));
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: true,
+    });
+    res.on("close", () => {
+      void transport.close();
+      void mcp.close();
+    });
+    await mcp.connect(transport);
+    await transport.handleRequest(req, res, body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    counts,
+    grants,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function proxyFor(upstream: StatelessServer, store: MemoryStore) {
+  const manager = new TokenManager({ store, clock: systemClock });
+  const toProxy = new PassThrough();
+  const fromProxy = new PassThrough();
+  const logs: string[] = [];
+  const proxy = startProxy({
+    manager,
+    resolve: async () => ({ connector: "interop", url: upstream.url }),
+    stdin: toProxy,
+    stdout: fromProxy,
+    log: (line) => logs.push(line),
+    clock: systemClock,
+  });
+  const client = new Client({ name: "interop", version: "1.0.0" });
+  await client.connect(new StdioServerTransport(fromProxy, toProxy));
+  return {
+    client,
+    logs,
+    async stop() {
+      toProxy.end();
+      await proxy.done;
+      await client.close();
+      await manager.close();
+    },
+  };
+}
+
+function connectorFor(upstream: StatelessServer, token: string, scope: string) {
+  const now = Date.now();
+  return makeRecord(
+    "interop",
+    {
+      scope,
+      server: { ...makeRecord().server, mcpUrl: upstream.url, resource: upstream.url },
+      tokens: makeTokens({ accessToken: new Secret(token), scope }, now),
+    },
+    now,
+  );
+}
+
+describe("proxy interop with stateless servers", () => {
+  const servers: StatelessServer[] = [];
+  after(async () => Promise.all(servers.map((s) => s.close())));
+
+  it("a 404 to the GET stream without a session id is 'no stream', not 'session gone'", async () => {
+    const upstream = await startStatelessServer();
+    servers.push(upstream);
+    upstream.grants.set("token-read", ["read"]);
+    const store = new MemoryStore();
+    await store.put("interop", connectorFor(upstream, "token-read", "read"), null);
+    const p = await proxyFor(upstream, store);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const result = await p.client.callTool({ name: "echo", arguments: {} });
+        assert.equal(result.isError, undefined);
+      }
+      // The GET was tried and answered 404; no new session was opened because of it.
+      assert.ok(upstream.counts.gets >= 1);
+      assert.equal(upstream.counts.initialize, 1);
+      assert.equal(upstream.counts.toolCalls, 20);
+      assert.ok(
+        !p.logs.some((l) => /session re-established|no longer knows the session/.test(l)),
+        p.logs.join("\n"),
+      );
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it("step-up: the login command with the scope asked for, then the new token is used at once", async () => {
+    const upstream = await startStatelessServer();
+    servers.push(upstream);
+    upstream.grants.set("token-read", ["read"]);
+    const store = new MemoryStore();
+    await store.put("interop", connectorFor(upstream, "token-read", "read"), null);
+    const p = await proxyFor(upstream, store);
+    try {
+      assert.equal((await p.client.callTool({ name: "echo", arguments: {} })).isError, undefined);
+      const refused = await p.client.callTool({ name: "admin", arguments: {} }).then(
+        () => assert.fail("admin needs the write scope"),
+        (error: unknown) => error,
+      );
+      assert.ok(refused instanceof McpError);
+      assert.equal(refused.code, -32030);
+      const data = refused.data as { action: string; reason: string };
+      assert.equal(data.reason, "insufficient_scope");
+      assert.match(
+        data.action,
+        new RegExp(`tokenkeeper login ${upstream.url} --name interop --scope "read write"`),
+      );
+      // Other calls keep working.
+      assert.equal((await p.client.callTool({ name: "echo", arguments: {} })).isError, undefined);
+
+      // What `login --scope "read write"` does: a new token set in the store, from another process.
+      upstream.grants.set("token-write", ["read", "write"]);
+      const current = (await store.get("interop"))!;
+      await store.put("interop", connectorFor(upstream, "token-write", "read write"), current.version);
+
+      const forbiddenBefore = upstream.counts.forbidden;
+      const granted = await p.client.callTool({ name: "admin", arguments: {} });
+      assert.equal(granted.isError, undefined);
+      // One 403 with the old token from memory, then the store's token: no second person needed.
+      assert.equal(upstream.counts.forbidden, forbiddenBefore + 1);
+      const again = await p.client.callTool({ name: "admin", arguments: {} });
+      assert.equal(again.isError, undefined);
+      assert.equal(upstream.counts.forbidden, forbiddenBefore + 1);
+    } finally {
+      await p.stop();
+    }
+  });
+});
