@@ -31,6 +31,7 @@ export {
 export type { ConnectorRecord, ConnectorSettings, ConnectorState, TokenSet } from "./core/record.js";
 export { redact, Secret } from "./core/secret.js";
 export type { EventListener, TokenkeeperEvent } from "./manager/events.js";
+export type { Keeper, KeeperEnd, KeeperOptions, KeeperReport } from "./manager/keeper.js";
 export { freshness, refreshWindowMs } from "./manager/refresh-policy.js";
 export {
   type AccessToken,
@@ -39,6 +40,8 @@ export {
   TokenManager,
   type TokenManagerOptions,
 } from "./manager/token-manager.js";
+export type { NewLogin, Reauth } from "./manager/transitions.js";
+export { type ConnectorView, coversView, viewOf } from "./manager/view.js";
 export { discover } from "./oauth/discovery.js";
 export type { FetchLike } from "./oauth/http.js";
 export { type LoginRequest, type LoginResult, login } from "./oauth/login.js";

@@ -1,7 +1,7 @@
 /**
  * The access token that `token` and `headers` print, and the flags they share.
  *
- * A token the store holds fresh (by the same refresh-policy decision the manager makes, and for
+ * A token the store holds fresh (by the manager's own view: the same decision it makes, and for
  * a grant not known to be dead) is printed after one store read: the token manager,
  * notifications and the events log are not even loaded, so these commands start about as fast
  * as Node itself (bench/cli-startup.ts). Anything else (a refresh due, a dead grant to report
@@ -12,7 +12,7 @@ import { formatDuration } from "../core/duration.js";
 import { ConfigError } from "../core/errors.js";
 import { assertConnectorName } from "../core/record.js";
 import { Secret } from "../core/secret.js";
-import { achievableMinTtlMs, DEFAULT_REFRESH_AHEAD_MS, freshness } from "../manager/refresh-policy.js";
+import { achievableMinTtl, DEFAULT_VIEW_POLICY, freshnessOf } from "../manager/view.js";
 import { durationFlag, type FlagOptions, parseFlags } from "./args.js";
 import type { CliContext } from "./context.js";
 import { openCliStore } from "./runtime.js";
@@ -65,8 +65,8 @@ export async function cliAccessToken(
     const stored = await store.get(name);
     const record = stored?.record;
     const tokens = record?.tokens;
-    const aheadMs = record?.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
-    effective = achievableMinTtlMs(tokens, minTtlMs, aheadMs);
+    // The policy of the manager this command would create: the same decision it would make.
+    effective = achievableMinTtl(record, minTtlMs, DEFAULT_VIEW_POLICY);
     if (effective < minTtlMs && tokens?.expiresAt != null) {
       const lifetime = tokens.expiresAt - tokens.obtainedAt;
       ctx.stderr.write(
@@ -77,7 +77,7 @@ export async function cliAccessToken(
       record &&
       tokens &&
       record.state.health !== "reauth_required" &&
-      freshness(tokens, ctx.clock.now(), effective, aheadMs) === "fresh"
+      freshnessOf(record, ctx.clock.now(), effective, DEFAULT_VIEW_POLICY) === "fresh"
     ) {
       return tokens.accessToken;
     }

@@ -59,31 +59,8 @@ export function timeLeftMs(
   return tokens.expiresAt - now;
 }
 
-export interface RetryPolicy {
-  /** First backoff delay (ms). */
-  initialDelayMs: number;
-  /** Largest backoff delay (ms). */
-  maxDelayMs: number;
-  /** How long one refresh keeps retrying transient failures before giving up (ms). */
-  deadlineMs: number;
-}
-
-export const DEFAULT_RETRY: RetryPolicy = { initialDelayMs: 500, maxDelayMs: 30_000, deadlineMs: 60_000 };
-
-/**
- * Exponential backoff with "full jitter" (delay uniform in [base/2, base]) so a fleet that failed
- * together does not retry together. A server's Retry-After is a floor, never shortened.
- */
-export function backoffDelayMs(
-  attempt: number,
-  policy: RetryPolicy,
-  random: () => number,
-  retryAfterMs?: number,
-): number {
-  const base = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** Math.max(0, attempt));
-  const jittered = Math.round(base / 2 + (random() * base) / 2);
-  return Math.max(jittered, retryAfterMs ?? 0);
-}
+// Backoff is generic (the proxy's reconnects use it too): it lives in core.
+export { backoffDelayMs, DEFAULT_RETRY, type RetryPolicy } from "../core/backoff.js";
 
 export type PermanentReason = "invalid_grant" | "invalid_client" | "unauthorized_client" | "token_rejected";
 

@@ -41,7 +41,14 @@ import {
   type RetryPolicy,
   reauthAction,
 } from "./refresh-policy.js";
-import { enterReauth, reauthEvent, reauthFromError, recordFailure } from "./transitions.js";
+import {
+  afterLogin,
+  enterReauth,
+  type NewLogin,
+  reauthEvent,
+  reauthFromError,
+  recordFailure,
+} from "./transitions.js";
 import { achievableMinTtl, type ConnectorView, type ViewPolicy, viewOf } from "./view.js";
 
 export interface TokenManagerOptions {
@@ -297,6 +304,23 @@ export class TokenManager {
     const cached = this.#cache.get(connector)?.stored;
     if (cached && !options.fresh) return cached.record;
     return (await this.#read(connector)).record;
+  }
+
+  /**
+   * Saves what a login produced (e.g. through the MCP SDK's auth flow) on top of whatever the
+   * store holds now (compare-and-set), then forgets the cached record. `build` gets the current
+   * record and returns the new tokens (see transitions.afterLogin).
+   */
+  async saveLogin(connector: string, build: (current: ConnectorRecord) => NewLogin): Promise<void> {
+    await updateRecord(this.store, connector, (current) =>
+      afterLogin(current, build(current), this.clock.now()),
+    );
+    this.invalidate(connector);
+  }
+
+  /** The names of every connector in the store. */
+  connectors(): Promise<string[]> {
+    return this.store.list();
   }
 
   /** The access token this manager last saw for the connector (what a "refresh past it" refers to). */

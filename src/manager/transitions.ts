@@ -5,8 +5,11 @@
  * the shape into skip records, JSON-RPC errors and exit codes. No I/O, time is a parameter.
  */
 import { type ReauthReason, ReauthRequiredError, type TokenkeeperError } from "../core/errors.js";
-import type { ConnectorRecord } from "../core/record.js";
+import type { ClientRegistration, ConnectorRecord, TokenSet } from "../core/record.js";
 import type { TokenkeeperEvent } from "./events.js";
+
+/** The command a human runs to fix a connector (part of the reauth shape). */
+export { reauthAction } from "./refresh-policy.js";
 
 /** Why a human must act on a connector, and since when: one shape for record, error and event. */
 export interface Reauth {
@@ -153,4 +156,30 @@ export function sameGrant(a: ConnectorRecord, b: ConnectorRecord): boolean {
   if (!x?.refreshToken || !y?.refreshToken)
     return !x?.refreshToken && !y?.refreshToken && x?.accessToken.equals(y?.accessToken) === true;
   return x.refreshToken.equals(y.refreshToken);
+}
+
+/** What a login produced: the new tokens, whether the refresh token changed, and a new client if one was registered. */
+export interface NewLogin {
+  tokens: TokenSet;
+  rotated: boolean;
+  client?: ClientRegistration;
+}
+
+/** The record after a human logged in again: healthy, the reauth state and its notification cleared. */
+export function afterLogin(current: ConnectorRecord, login: NewLogin, now: number): ConnectorRecord {
+  const state = {
+    ...current.state,
+    health: "ok" as const,
+    rotationCount: current.state.rotationCount + (login.rotated ? 1 : 0),
+  };
+  delete state.reauth;
+  delete state.notifiedAt;
+  delete state.lastError;
+  return {
+    ...current,
+    ...(login.client ? { client: login.client } : {}),
+    tokens: login.tokens,
+    state,
+    updatedAt: now,
+  };
 }

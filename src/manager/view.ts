@@ -5,7 +5,14 @@
  * margin instead of re-deriving them. No I/O, time is a parameter.
  */
 import type { ConnectorRecord, Health } from "../core/record.js";
-import { achievableMinTtlMs, expiryMarginMs, refreshWindowMs } from "./refresh-policy.js";
+import {
+  achievableMinTtlMs,
+  DEFAULT_REFRESH_AHEAD_MS,
+  expiryMarginMs,
+  type Freshness,
+  freshness,
+  refreshWindowMs,
+} from "./refresh-policy.js";
 import { type Reauth, reauthFromRecord } from "./transitions.js";
 
 export interface ViewPolicy {
@@ -13,8 +20,16 @@ export interface ViewPolicy {
   refreshAheadMs: number;
 }
 
+/** The policy of a TokenManager created without options (what the CLI's manager uses). */
+export const DEFAULT_VIEW_POLICY: ViewPolicy = { refreshAheadMs: DEFAULT_REFRESH_AHEAD_MS };
+
 export interface ConnectorView {
   connector: string;
+  /** The MCP server the connector is for. */
+  mcpUrl: string;
+  grant: ConnectorRecord["grant"];
+  /** The scope granted with the current token, else the scope requested at login. */
+  scope: string | undefined;
   /** The time the view was computed for (epoch ms). */
   now: number;
   health: Health;
@@ -64,6 +79,9 @@ export function viewOf(record: ConnectorRecord, now: number, policy: ViewPolicy)
   const s = record.state;
   return {
     connector: record.name,
+    mcpUrl: record.server.mcpUrl,
+    grant: record.grant,
+    scope: t?.scope ?? record.scope,
     now,
     health: s.health,
     expiresAt: t?.expiresAt ?? null,
@@ -123,4 +141,19 @@ export function achievableMinTtl(
     minTtlMs,
     record ? aheadMsFor(record, policy) : policy.refreshAheadMs,
   );
+}
+
+/**
+ * The decision getAccessToken makes for a caller needing `minTtlMs` (already capped with
+ * achievableMinTtl): "fresh" is handed out as is; "usable" is handed out while a refresh runs;
+ * "stale" waits for one. A process that has not loaded a manager (a one-shot CLI command) asks
+ * here, so it decides exactly as the manager would.
+ */
+export function freshnessOf(
+  record: ConnectorRecord | undefined,
+  now: number,
+  minTtlMs: number,
+  policy: ViewPolicy,
+): Freshness {
+  return record ? freshness(record.tokens, now, minTtlMs, aheadMsFor(record, policy)) : "stale";
 }

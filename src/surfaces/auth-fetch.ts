@@ -121,13 +121,13 @@ async function throwInsufficientScope(
 ): Promise<never> {
   const challenge = parseBearerChallenge(response.headers.get("www-authenticate")) ?? {};
   await response.body?.cancel().catch(() => {});
-  const record = manager.cached(connector)?.record;
-  const scope = mergeScopes(record?.tokens?.scope ?? record?.scope, challenge.scope) ?? "";
+  const view = manager.view(connector);
+  const scope = mergeScopes(view?.scope, challenge.scope) ?? "";
   throw new ReauthRequiredError({
     connector,
     reason: "insufficient_scope",
     since: manager.clock.now(),
-    action: `run \`tokenkeeper login ${record?.server.mcpUrl ?? "<mcp-server-url>"} --name ${connector} --scope "${scope}"\``,
+    action: `run \`tokenkeeper login ${view?.mcpUrl ?? "<mcp-server-url>"} --name ${connector} --scope "${scope}"\``,
     serverError: "insufficient_scope",
     ...(challenge.errorDescription ? { serverErrorDescription: challenge.errorDescription } : {}),
     ...(challenge.scope ? { requiredScope: challenge.scope } : {}),

@@ -11,13 +11,13 @@
  */
 
 import { formatDuration } from "../core/duration.js";
-import { EXIT, exitCodeFor, NotFoundError, type TokenkeeperError } from "../core/errors.js";
+import { EXIT, exitCodeFor, type TokenkeeperError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
-import { reauthAction } from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
+import { reauthAction } from "../manager/transitions.js";
+import { coversRun, refreshTokenExpiry as knownRefreshTokenExpiry } from "../manager/view.js";
 import type { Notifier } from "./notify.js";
-import { coversRun, knownRefreshTokenExpiry } from "./preflight.js";
 import { degradedRecord, READY_REASONS, readyRecord, type SkipRecord, skippedRecord } from "./skip-record.js";
 
 export const DEFAULT_IDLE_MS = 24 * 3_600_000;
@@ -44,9 +44,7 @@ export async function keepaliveConnector(
 
   let record: ConnectorRecord;
   try {
-    const stored = await manager.store.get(name);
-    if (!stored) throw new NotFoundError(name, manager.store.location);
-    record = stored.record;
+    record = await manager.record(name, { fresh: true });
   } catch (error) {
     return skippedRecord(name, error, { now: clock.now() });
   }
@@ -71,7 +69,7 @@ export async function keepaliveConnector(
       await manager.refreshNow(name, options.signal ? { signal: options.signal } : {});
       refreshed = true;
     } catch (error) {
-      const current = manager.cached(name)?.record ?? record;
+      const current = await manager.record(name).catch(() => record);
       const at = clock.now();
       if (exitCodeFor(error) === EXIT.reauth) {
         await options.notifier?.notifyReauth(manager.store, name).catch(() => {});
@@ -84,7 +82,7 @@ export async function keepaliveConnector(
     }
   }
 
-  const latest = manager.cached(name)?.record ?? record;
+  const latest = await manager.record(name).catch(() => record);
   const at = clock.now();
   const expiry = knownRefreshTokenExpiry(latest);
   if (latest.grant !== "client_credentials" && expiry !== null && expiry - at <= warnBeforeMs) {
@@ -116,7 +114,7 @@ export async function keepaliveOnce(
   names: readonly string[] | undefined,
   options: KeepaliveOptions = {},
 ): Promise<SkipRecord[]> {
-  const list = names && names.length > 0 ? names : await manager.store.list();
+  const list = names && names.length > 0 ? names : await manager.connectors();
   const out: SkipRecord[] = [];
   // One at a time: keepalive is a background chore, and a burst against one AS helps nobody.
   for (const name of list) {

@@ -18,10 +18,10 @@ import type { ConnectorRecord } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
 import type { TokenManager } from "../manager/token-manager.js";
+import { refreshTokenExpiry as knownRefreshTokenExpiry } from "../manager/view.js";
 import { assertSecureUrl, type FetchLike } from "../oauth/http.js";
 import type { Store } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
-import { knownRefreshTokenExpiry } from "./preflight.js";
 import { type SkipRecord, skippedRecord, skipRecordJson } from "./skip-record.js";
 
 export type NotificationEvent = "reauth_required" | "refresh_token_expiring";

@@ -10,16 +10,12 @@
  */
 
 import { formatDuration } from "../core/duration.js";
-import { EXIT, exitCodeFor, NotFoundError, type TokenkeeperError } from "../core/errors.js";
+import { EXIT, exitCodeFor, type TokenkeeperError } from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
-import {
-  achievableMinTtlMs,
-  DEFAULT_REFRESH_AHEAD_MS,
-  expiryMarginMs,
-  reauthAction,
-} from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
+import { reauthAction } from "../manager/transitions.js";
+import { coversRun, refreshTokenExpiry } from "../manager/view.js";
 import {
   degradedRecord,
   READY_REASONS,
@@ -43,26 +39,10 @@ export interface PreflightOptions {
 
 export const DEFAULT_PROVEN_WITHIN_MS = 10_000;
 
-/**
- * The refresh token's known absolute expiry: what the server said, or the lifetime configured
- * for the connector counted from the refresh token's issue. null when unknown or not applicable.
- */
-export function knownRefreshTokenExpiry(record: ConnectorRecord): number | null {
-  const t = record.tokens;
-  if (!t?.refreshToken) return null;
-  if (typeof t.refreshTokenExpiresAt === "number") return t.refreshTokenExpiresAt;
-  const lifetime = record.settings.refreshTokenLifetimeMs;
-  if (lifetime === undefined) return null;
-  return (t.refreshTokenIssuedAt ?? t.obtainedAt) + lifetime;
-}
+/** The refresh token's known absolute expiry (see refreshTokenExpiry in the manager's view). */
+export const knownRefreshTokenExpiry = refreshTokenExpiry;
 
-/** Does the access token in `record` stay valid for `minTtlMs` from `now` (unknown expiry counts as yes)? */
-export function coversRun(record: ConnectorRecord, now: number, minTtlMs: number): boolean {
-  const t = record.tokens;
-  if (!t) return false;
-  if (t.expiresAt === null) return true;
-  return t.expiresAt - expiryMarginMs(t) - now >= minTtlMs;
-}
+export { coversRun };
 
 export async function preflight(
   manager: TokenManager,
@@ -76,9 +56,7 @@ export async function preflight(
   let record: ConnectorRecord;
   try {
     assertConnectorName(name);
-    const stored = await manager.store.get(name);
-    if (!stored) throw new NotFoundError(name, manager.store.location);
-    record = stored.record;
+    record = await manager.record(name, { fresh: true });
   } catch (error) {
     return skippedRecord(name, error, { now: clock.now() });
   }
@@ -138,7 +116,7 @@ export async function preflight(
   if (!proven) {
     try {
       await manager.refreshNow(name, signal);
-      const after = manager.cached(name)?.record ?? record;
+      const after = await latest(manager, name, record);
       return readyRecord(
         name,
         READY_REASONS.refreshed,
@@ -152,12 +130,8 @@ export async function preflight(
 
   // 5. The refresh path is proven: make sure the access token itself is fresh.
   try {
-    const aheadMs = record.settings.refreshAheadMs ?? DEFAULT_REFRESH_AHEAD_MS;
-    await manager.getAccessToken(name, {
-      minTtlMs: achievableMinTtlMs(record.tokens, minTtlMs, aheadMs),
-      ...signal,
-    });
-    const after = manager.cached(name)?.record ?? record;
+    await manager.getAccessToken(name, { minTtlMs: manager.achievableMinTtlMs(name, minTtlMs), ...signal });
+    const after = await latest(manager, name, record);
     const refreshed = after.tokens?.obtainedAt !== record.tokens?.obtainedAt;
     return readyRecord(
       name,
@@ -184,14 +158,14 @@ export async function preflightAll(
  * covers the whole run, `skipped` (exit 75) otherwise; everything else is `skipped` with the
  * error's own exit code.
  */
-function failureRecord(
+async function failureRecord(
   manager: TokenManager,
   name: string,
   before: ConnectorRecord,
   error: unknown,
   minTtlMs: number,
-): SkipRecord {
-  const current = manager.cached(name)?.record ?? before;
+): Promise<SkipRecord> {
+  const current = await latest(manager, name, before);
   const now = manager.clock.now();
   const times = {
     now,
@@ -202,6 +176,15 @@ function failureRecord(
     return degradedRecord(name, error as TokenkeeperError, times);
   }
   return skippedRecord(name, error, times);
+}
+
+/** The record as the manager holds it now (after a refresh), without another store read. */
+async function latest(
+  manager: TokenManager,
+  name: string,
+  before: ConnectorRecord,
+): Promise<ConnectorRecord> {
+  return manager.record(name).catch(() => before);
 }
 
 /** A skip for a condition the preflight sees itself (nothing failed yet, so there is no error to convert). */

@@ -29,11 +29,10 @@ import type {
 import { NotFoundError, ReauthRequiredError, TransientError } from "../core/errors.js";
 import type { ClientRegistration, ConnectorRecord } from "../core/record.js";
 import { Secret } from "../core/secret.js";
-import { reauthAction } from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
+import { reauthAction } from "../manager/transitions.js";
 import type { FetchLike } from "../oauth/http.js";
 import { tokenSetFromResponse } from "../oauth/token-response.js";
-import { updateRecord } from "../store/update.js";
 import { createAuthFetch } from "./auth-fetch.js";
 
 export interface SdkProviderOptions {
@@ -163,7 +162,7 @@ export class TokenkeeperOAuthProvider implements OAuthClientProvider {
   async saveTokens(tokens: OAuthTokens): Promise<void> {
     const pending = this.#pendingClient;
     const now = this.manager.clock.now();
-    await updateRecord(this.manager.store, this.connector, (current) => {
+    await this.manager.saveLogin(this.connector, (current) => {
       const newClient = pending && pending.clientId !== current.client.clientId;
       // Tokens of a new client never inherit the old client's refresh token.
       const previous = newClient ? null : current.tokens;
@@ -178,18 +177,9 @@ export class TokenkeeperOAuthProvider implements OAuthClientProvider {
           : {}),
         ...(current.scope !== undefined ? { requestedScope: current.scope } : {}),
       });
-      const state = {
-        ...current.state,
-        health: "ok" as const,
-        rotationCount: current.state.rotationCount + (rotated ? 1 : 0),
-      };
-      delete state.reauth;
-      delete state.notifiedAt;
-      delete state.lastError;
-      return { ...current, ...(newClient ? { client: pending } : {}), tokens: next, state, updatedAt: now };
+      return { tokens: next, rotated, ...(newClient ? { client: pending } : {}) };
     });
     this.#pendingClient = undefined;
-    this.manager.invalidate(this.connector);
   }
 
   async redirectToAuthorization(authorizationUrl: URL): Promise<void> {
@@ -272,9 +262,7 @@ export class TokenkeeperOAuthProvider implements OAuthClientProvider {
   async #load(): Promise<ConnectorRecord> {
     const cached = this.#record;
     if (cached) return cached;
-    const stored = await this.manager.store.get(this.connector);
-    if (!stored) throw new NotFoundError(this.connector, this.manager.store.location);
-    return stored.record;
+    return this.manager.record(this.connector);
   }
 }
 
@@ -304,7 +292,10 @@ export function tokenkeeperTransportOptions(
   });
   const fetch: FetchLike = async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
-    const record = manager.cached(connector)?.record ?? (await manager.store.get(connector))?.record;
+    const record = await manager.record(connector).catch((e: unknown) => {
+      if (e instanceof NotFoundError) return undefined;
+      throw e;
+    });
     if (record && url.origin === new URL(record.server.mcpUrl).origin) return authed(input, init);
     return base(input, init);
   };

@@ -30,10 +30,9 @@ import {
   TokenkeeperError,
   TransientError,
 } from "../core/errors.js";
-import { achievableMinTtlMs } from "../manager/refresh-policy.js";
 import type { TokenManager } from "../manager/token-manager.js";
+import { recordTimes } from "../manager/view.js";
 import type { FetchLike } from "../oauth/http.js";
-import { knownRefreshTokenExpiry } from "./preflight.js";
 import { type SkipRecord, skippedRecord } from "./skip-record.js";
 
 export const RUN_ENV = {
@@ -120,9 +119,8 @@ export async function startTokenEndpoint(options: TokenEndpointOptions): Promise
     res.on("close", () => gone.abort());
     const timeout = timeoutSignal(clock, tokenTimeoutMs, gone.signal);
     try {
-      const cached = manager.cached(name)?.record;
       const token = await manager.getAccessToken(name, {
-        minTtlMs: achievableMinTtlMs(cached?.tokens, minTtlMs, cached?.settings.refreshAheadMs),
+        minTtlMs: manager.achievableMinTtlMs(name, minTtlMs),
         signal: timeout.signal,
       });
       const now = clock.now();
@@ -201,12 +199,7 @@ function sendError(
   clock: Clock,
   manager?: TokenManager,
 ): void {
-  const record = manager?.cached(name)?.record;
-  const skip = skippedRecord(name || "(none)", error, {
-    now: clock.now(),
-    expiresAt: record?.tokens?.expiresAt ?? null,
-    refreshTokenExpiresAt: record ? knownRefreshTokenExpiry(record) : null,
-  });
+  const skip = skippedRecord(name || "(none)", error, recordTimes(manager?.view(name), clock.now()));
   send(res, status, {
     error: {
       code: skip.code,

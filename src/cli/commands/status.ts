@@ -11,7 +11,7 @@ import { formatDuration } from "../../core/duration.js";
 import { ConfigError, EXIT, NotFoundError, StoreCorruptError } from "../../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../../core/record.js";
 import { scrubText } from "../../core/secret.js";
-import { knownRefreshTokenExpiry } from "../../surfaces/preflight.js";
+import { refreshTokenExpiry as knownRefreshTokenExpiry } from "../../manager/view.js";
 import { parseFlags, scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
 import { openCliStore } from "../runtime.js";

@@ -20,6 +20,7 @@
 import type { Readable, Writable } from "node:stream";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import type { RetryPolicy } from "../../core/backoff.js";
 import type { Clock } from "../../core/clock.js";
 import {
   EXIT,
@@ -33,7 +34,6 @@ import type { ConnectorRecord } from "../../core/record.js";
 import { scrubText } from "../../core/secret.js";
 import type { TokenkeeperEvent } from "../../manager/events.js";
 import type { Keeper } from "../../manager/keeper.js";
-import type { RetryPolicy } from "../../manager/refresh-policy.js";
 import type { TokenManager } from "../../manager/token-manager.js";
 import { reauthError, reauthFromEvent } from "../../manager/transitions.js";
 import { recordTimes } from "../../manager/view.js";

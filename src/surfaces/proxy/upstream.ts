@@ -21,6 +21,7 @@ import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/s
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { backoffDelayMs, type RetryPolicy } from "../../core/backoff.js";
 import type { Clock } from "../../core/clock.js";
 import {
   isTokenkeeperError,
@@ -28,7 +29,6 @@ import {
   type TokenkeeperError,
   TransientError,
 } from "../../core/errors.js";
-import { backoffDelayMs, type RetryPolicy } from "../../manager/refresh-policy.js";
 import { describeUrl, type FetchLike } from "../../oauth/http.js";
 import { watchBody } from "./body.js";
 import { classifyUpstreamError, describeProblem, isMalformed, lossError, type RequestId } from "./errors.js";
