@@ -183,3 +183,23 @@ export function afterLogin(current: ConnectorRecord, login: NewLogin, now: numbe
     updatedAt: now,
   };
 }
+
+/** The record fields that mark a notification as sent, once per occasion. */
+export type NoticeField = "notifiedAt" | "expiryWarnedAt";
+
+/** The record with a notification claimed at `at` (the compare-and-set that wins sends it). */
+export function claimNotice(current: ConnectorRecord, field: NoticeField, at: number): ConnectorRecord {
+  return { ...current, state: { ...current.state, [field]: at } };
+}
+
+/** The record with our claim given back (every channel failed), or null when the claim is no longer ours. */
+export function releaseNotice(
+  current: ConnectorRecord,
+  field: NoticeField,
+  at: number,
+): ConnectorRecord | null {
+  if (current.state[field] !== at) return null;
+  const state = { ...current.state };
+  delete state[field];
+  return { ...current, state };
+}

@@ -18,6 +18,7 @@ import type { ConnectorRecord } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
 import type { TokenManager } from "../manager/token-manager.js";
+import { claimNotice, type NoticeField, releaseNotice } from "../manager/transitions.js";
 import { refreshTokenExpiry as knownRefreshTokenExpiry } from "../manager/view.js";
 import { assertSecureUrl, type FetchLike } from "../oauth/http.js";
 import type { Store } from "../store/types.js";
@@ -141,7 +142,7 @@ export class Notifier {
     event: NotificationEvent,
     decide: (record: ConnectorRecord) => SkipRecord | "already" | undefined,
   ): Promise<NotifyOutcome> {
-    const field = event === "reauth_required" ? "notifiedAt" : "expiryWarnedAt";
+    const field: NoticeField = event === "reauth_required" ? "notifiedAt" : "expiryWarnedAt";
     const claimAt = this.#options.clock.now();
     let outcome: NotifyOutcome = "not_needed";
     let payload: SkipRecord | undefined;
@@ -164,19 +165,14 @@ export class Notifier {
         return null;
       }
       payload = verdict;
-      return { ...current, state: { ...current.state, [field]: claimAt } };
+      return claimNotice(current, field, claimAt);
     });
     if (!payload) return outcome;
 
     const delivered = await this.deliver({ ...payload, event }, targets);
     if (delivered) return "sent";
     // Every channel failed: give the claim back (if it is still ours) so the next process retries.
-    await updateRecord(store, name, (current) => {
-      if (current.state[field] !== claimAt) return null;
-      const state = { ...current.state };
-      delete state[field];
-      return { ...current, state };
-    }).catch(() => {});
+    await updateRecord(store, name, (current) => releaseNotice(current, field, claimAt)).catch(() => {});
     return "failed";
   }
 

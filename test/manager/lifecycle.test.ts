@@ -13,6 +13,8 @@ import { type KeeperReport, type KeeperSource, startKeeper } from "../../src/man
 import { reauthErrorFromRecord } from "../../src/manager/reauth.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import {
+  afterLogin,
+  claimNotice,
   enterReauth,
   type Reauth,
   reauthError,
@@ -21,6 +23,7 @@ import {
   reauthFromEvent,
   reauthFromRecord,
   recordFailure,
+  releaseNotice,
 } from "../../src/manager/transitions.js";
 import {
   achievableMinTtl,
@@ -144,6 +147,30 @@ describe("the transitions", () => {
     assert.deepEqual(degraded.state.lastError, { code: "transient", description: error.message, at: T0 + 9 });
     const dead = enterReauth(makeRecord("a"), reauthOfA(), T0, makeRecord("a"))!;
     assert.equal(recordFailure(dead, error, T0 + 9).state.health, "reauth_required");
+  });
+});
+
+describe("the transitions after a login and around a notification", () => {
+  it("a new login clears the reauth state and its notification mark, and counts a rotation", () => {
+    const dead = { ...enterReauth(makeRecord("a"), reauthOfA(), T0, makeRecord("a"))!, updatedAt: T0 };
+    const marked = claimNotice(dead, "notifiedAt", T0 + 1);
+    const tokens = makeTokens({ refreshToken: new Secret("refresh-token-value-0002") }, T0 + 2);
+    const back = afterLogin(marked, { tokens, rotated: true }, T0 + 2);
+    assert.equal(back.state.health, "ok");
+    assert.equal(back.state.reauth, undefined);
+    assert.equal(back.state.notifiedAt, undefined);
+    assert.equal(back.state.lastError, undefined);
+    assert.equal(back.state.rotationCount, marked.state.rotationCount + 1);
+    assert.equal(back.tokens, tokens);
+    assert.equal(viewOf(back, T0 + 3, policy).reauth, null);
+  });
+
+  it("a notification claim is given back only while it is still ours", () => {
+    const claimed = claimNotice(makeRecord("a"), "expiryWarnedAt", T0 + 1);
+    assert.equal(claimed.state.expiryWarnedAt, T0 + 1);
+    assert.equal(releaseNotice(claimed, "expiryWarnedAt", T0 + 1)?.state.expiryWarnedAt, undefined);
+    const theirs = claimNotice(claimed, "expiryWarnedAt", T0 + 2);
+    assert.equal(releaseNotice(theirs, "expiryWarnedAt", T0 + 1), null);
   });
 });
 
