@@ -2,8 +2,10 @@
 // with Node's built-in test runner through the tsx loader. A script, not a shell glob,
 // because npm runs scripts with sh, where ** is not recursive.
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { report } from "./secret-scan.mjs";
 
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith("--"));
@@ -40,9 +42,24 @@ if (files.length === 0) {
   console.error("no test files found");
   process.exit(1);
 }
+// The secret scan (scripts/secret-scan.mjs): test servers record the secrets they issue, and
+// harnesses the outputs they capture, into a private directory outside the repository for this
+// run only; after the tests, any issued value found in any output fails the run.
+const scanDir = mkdtempSync(join(tmpdir(), "tokenkeeper-secret-scan-"));
 const child = spawn(
   process.execPath,
   ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=300000", ...flags, ...files],
-  { stdio: "inherit" },
+  { stdio: "inherit", env: { ...process.env, TOKENKEEPER_TEST_SECRET_SCAN: scanDir } },
 );
-child.on("exit", (code, signal) => process.exit(signal ? 1 : (code ?? 1)));
+child.on("exit", (code, signal) => {
+  let scanCode = 0;
+  try {
+    scanCode = report(scanDir);
+  } catch (error) {
+    console.error(`secret scan: ${error.message}`);
+    scanCode = 2;
+  } finally {
+    rmSync(scanDir, { recursive: true, force: true });
+  }
+  process.exit(signal ? 1 : code || scanCode);
+});

@@ -15,6 +15,7 @@ import Provider, {
   type Next,
   type OIDCProviderError,
 } from "oidc-provider";
+import { recordIssuedInBody, recordIssuedInLocation } from "../support/secret-scan.js";
 import { deviceConfirmPage, deviceInputPage, deviceSuccessPage, renderError } from "./auth-pages.js";
 import { autoConsent, interactionUrl } from "./auto-consent.js";
 import { approveDeviceCode, denyDeviceCode } from "./device-user.js";
@@ -373,6 +374,13 @@ export async function startAuthServer(opts: AuthServerOptions = {}): Promise<Aut
     console.error(`[test-bed auth server] server_error on ${ctx.method} ${ctx.path}:`, err);
   });
 
+  // Every secret this server hands out (token and registration responses, codes in redirects)
+  // goes on the record for the suite-wide secret scan (test/support/secret-scan.ts).
+  p.use(async (ctx: KoaContext, next: Next) => {
+    await next();
+    recordIssuedInBody(ctx.body);
+    recordIssuedInLocation(ctx.res.getHeader("location"));
+  });
   p.use(async (ctx: KoaContext, next: Next) => {
     if (ctx.method === "GET" && ctx.path === paths.authorization) {
       const url = new URL(ctx.req.url ?? "/", issuer);

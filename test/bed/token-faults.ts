@@ -2,6 +2,7 @@
 // gateway or network in front of it) misbehaves, on demand and countably.
 import type { IncomingMessage } from "node:http";
 import type { KoaContext, Next } from "oidc-provider";
+import { recordIssuedInBody } from "../support/secret-scan.js";
 import { peekForm } from "./form-body.js";
 import { sleep } from "./http-util.js";
 
@@ -89,7 +90,11 @@ export class TokenFaults {
       return;
     }
 
-    if (opts.afterProcessing) await next();
+    if (opts.afterProcessing) {
+      await next();
+      // Issued even though the client never sees them: on the record for the secret scan.
+      recordIssuedInBody(ctx.body);
+    }
 
     switch (kind) {
       case "drop":

@@ -8,6 +8,7 @@ import { systemClock } from "../../src/core/clock.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { Store } from "../../src/store/types.js";
 import { runCliInProcess } from "../support/run-cli.js";
+import { recordOutputFiles } from "../support/secret-scan.js";
 
 export const AGENT = fileURLToPath(new URL("../support/browser-agent.ts", import.meta.url));
 /** A $BROWSER that completes the authorization by following redirects, as a separate process. */
@@ -82,6 +83,10 @@ export async function makeCli(baseEnv: NodeJS.ProcessEnv = {}): Promise<Cli> {
       return { code, stdout: out, stderr: err, json };
     },
     openStore: () => openStore(undefined, { env, clock: systemClock }),
-    cleanup: () => rm(home, { recursive: true, force: true }),
+    cleanup: () => {
+      // Anything a command wrote beside the token store goes on the record for the secret scan.
+      recordOutputFiles(home, ["state"]);
+      return rm(home, { recursive: true, force: true });
+    },
   };
 }

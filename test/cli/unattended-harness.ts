@@ -17,6 +17,7 @@ import type { Store } from "../../src/store/types.js";
 import { startTestBed, type TestBed, type TestBedOptions } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
 import { runCliInProcess } from "../support/run-cli.js";
+import { recordCliRun, recordOutput, recordOutputFiles } from "../support/secret-scan.js";
 
 export const MAIN = fileURLToPath(new URL("../../src/cli/bin.ts", import.meta.url));
 /** How a child process runs the CLI (no build step). */
@@ -87,20 +88,24 @@ export async function startHarness(bedOptions: TestBedOptions = {}): Promise<Har
         err += c;
       });
       const done = new Promise<CliResult>((resolve) => {
-        child.on("close", (code, signal) =>
+        child.on("close", (code, signal) => {
+          recordCliRun(argv, out, err, "child-process");
           resolve({
             code: code ?? 128 + (signal === "SIGKILL" ? 9 : 15),
             stdout: out,
             stderr: err,
             lines: jsonLines(out),
-          }),
-        );
+          });
+        });
       });
       return { child, done };
     },
     async close() {
       await store.close();
       await bed.close();
+      // Events logs, skip files, notification dumps: on the record for the secret scan (the
+      // token store itself, state/, holds secrets by design).
+      recordOutputFiles(home, ["state"]);
       await rm(home, { recursive: true, force: true });
     },
   };
@@ -132,6 +137,7 @@ export async function startWebhook(
       data += c;
     });
     req.on("end", () => {
+      recordOutput(`webhook body ${req.url ?? ""}`, data);
       try {
         bodies.push(JSON.parse(data));
       } catch {

@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { recordOutput } from "../support/secret-scan.js";
 
 const WORKER = fileURLToPath(new URL("../manager/fixtures/race-worker.ts", import.meta.url));
 
@@ -86,6 +87,8 @@ export async function startFleet(
         const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
         child.on("exit", (code, signal) => {
           clearTimeout(timer);
+          recordOutput("race worker stdout", out);
+          recordOutput("race worker stderr", err);
           if (code === 0) {
             const lines = out.trim().split("\n").slice(1);
             resolve(lines.map((line) => JSON.parse(line) as RoundResult));

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { recordIssuedInBody, recordIssuedInLocation } from "../support/secret-scan.js";
 
 export interface StubRequest {
   method: string;
@@ -47,6 +48,9 @@ export async function startStub(
       requests.push(r);
       try {
         const out = await handler(r, origin);
+        // What a stub hands out is on the record for the suite-wide secret scan.
+        recordIssuedInBody(out.json);
+        recordIssuedInLocation(out.headers?.location);
         const headers: Record<string, string> = { ...(out.headers ?? {}) };
         let body = out.body ?? "";
         if (out.json !== undefined) {

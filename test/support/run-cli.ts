@@ -3,6 +3,7 @@ import { PassThrough, type Readable } from "node:stream";
 import type { CliContext } from "../../src/cli/context.js";
 import { main } from "../../src/cli/main.js";
 import { type Clock, systemClock } from "../../src/core/clock.js";
+import { recordCliRun } from "./secret-scan.js";
 
 export interface InProcessOptions {
   env: NodeJS.ProcessEnv;
@@ -39,5 +40,6 @@ export async function runCliInProcess(
     interactive: options.interactive ?? false,
   };
   const code = await main(argv, ctx);
+  recordCliRun(argv, out, err, "in-process");
   return { code, stdout: out, stderr: err };
 }

@@ -23,6 +23,7 @@ import type { ConnectorSettings } from "../../src/core/record.js";
 import { FileStore } from "../../src/store/file-store.js";
 import type { TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
+import { recordOutput } from "../support/secret-scan.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = join(REPO, "src", "cli", "bin.ts");
@@ -114,6 +115,13 @@ export async function startProxy(
     return { model: "test-model", role: "assistant", content: { type: "text", text: `sampled: ${text}` } };
   });
   await client.connect(transport);
+  // What the proxy says to its MCP client, and its stderr, go on the record for the secret scan.
+  const deliver = transport.onmessage;
+  transport.onmessage = (message) => {
+    recordOutput(`proxy ${target} stdout message`, JSON.stringify(message));
+    deliver?.(message);
+  };
+  transport.stderr?.on("end", () => recordOutput(`proxy ${target} stderr`, stderr));
   return {
     client,
     transport,
@@ -262,6 +270,7 @@ export function spawnRaw(
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(nl + 1);
       if (!line.trim()) continue;
+      recordOutput(`raw proxy ${target} stdout line`, line);
       const message = JSON.parse(line) as RawMessage;
       const waiter = waiters.find((w) => w.match(message));
       if (waiter) {
@@ -277,6 +286,7 @@ export function spawnRaw(
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
+  child.stderr!.once("end", () => recordOutput(`raw proxy ${target} stderr`, stderr));
   const raw: RawProxy = {
     child,
     send(message) {
