@@ -23,27 +23,41 @@ export const TOKEN_OPTIONS = {
   ...UNATTENDED_OPTIONS,
 } as const satisfies FlagOptions;
 
+/** `token` alone also takes --rejected (see rejected-token.ts). */
+const REJECTABLE_OPTIONS = { ...TOKEN_OPTIONS, rejected: { type: "boolean" } } as const satisfies FlagOptions;
+
 export const TOKEN_HELP = `  --min-ttl DURATION      the token must stay valid at least this long (default 0: fresh by the
                           refresh-ahead policy); capped at what the server grants, with a warning
 ${UNATTENDED_HELP}`;
 
 /** The one connector NAME and the flags of `token`/`headers`. */
-export function parseTokenArgs(args: string[]): { name: string; minTtlMs: number; flags: UnattendedFlags } {
-  const { values, positionals } = parseFlags(args, TOKEN_OPTIONS);
+export function parseTokenArgs(
+  args: string[],
+  { rejectable = false }: { rejectable?: boolean } = {},
+): { name: string; minTtlMs: number; flags: UnattendedFlags; rejected: boolean } {
+  const { values, positionals } = rejectable
+    ? parseFlags(args, REJECTABLE_OPTIONS)
+    : parseFlags(args, TOKEN_OPTIONS);
   if (positionals.length !== 1) throw new ConfigError("give exactly one connector NAME");
   const name = positionals[0]!;
   assertConnectorName(name);
   const minTtlMs = values["min-ttl"] === undefined ? 0 : durationFlag("--min-ttl", values["min-ttl"]);
   // Checked here too: a fresh token never reaches the manager, and a bad flag must not pass unseen.
   if (values.timeout !== undefined) durationFlag("--timeout", values.timeout);
-  return { name, minTtlMs, flags: values };
+  const rejected = "rejected" in values && values.rejected === true;
+  return { name, minTtlMs, flags: values, rejected };
 }
 
+/**
+ * The token to print. With `rejected` (a token a resource server refused): a token other than
+ * that one, through the manager's one-refresh path for rejections.
+ */
 export async function cliAccessToken(
   name: string,
   minTtlMs: number,
   flags: UnattendedFlags,
   ctx: CliContext,
+  { rejected }: { rejected?: Secret } = {},
 ): Promise<Secret> {
   if (ctx.env.TOKENKEEPER_RUN_URL) {
     // Inside `tokenkeeper run`: the run's manager is the only refresher; the store is not opened.
@@ -54,6 +68,7 @@ export async function cliAccessToken(
         clock: ctx.clock,
         minTtlMs,
         ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+        ...(rejected ? { rejected } : {}),
       });
       return new Secret(answer.access_token);
     }
@@ -74,6 +89,7 @@ export async function cliAccessToken(
       );
     }
     if (
+      !rejected &&
       record &&
       tokens &&
       record.state.health !== "reauth_required" &&
@@ -88,6 +104,8 @@ export async function cliAccessToken(
   const { openUnattended } = await import("./unattended.js");
   const session = await openUnattended(ctx, flags);
   try {
+    // Once for every reporter of the same token, across processes; none if the store moved on.
+    if (rejected) await session.manager.refreshAfterRejection(name, rejected, { signal: ctx.signal });
     const token = await session.manager.getAccessToken(name, { minTtlMs: effective, signal: ctx.signal });
     return token.token;
   } finally {

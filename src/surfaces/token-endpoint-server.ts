@@ -12,6 +12,11 @@
  *     200 {"connector","access_token","token_type","expires_at","expires_in"}
  *     4xx/5xx {"error":{"code","message"},"record":<skip record>}
  *
+ *   POST /v1/token/NAME/rejected[?min_ttl_ms=N]   body {"access_token":"<the refused token>"}
+ *     A resource server refused that token (401): the same answers as GET, with a token other
+ *     than the refused one. One refresh for every reporter of the same token (the manager's
+ *     refreshAfterRejection, as the proxy uses on a 401); none if the run already moved on.
+ *
  * Loopback only, secret compared in constant time, connectors limited to the run's. Every
  * request is bounded (token wait, header and request timeouts).
  */
@@ -30,6 +35,7 @@ import {
   TokenkeeperError,
   TransientError,
 } from "../core/errors.js";
+import { Secret } from "../core/secret.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import { recordTimes } from "../manager/view.js";
 import type { FetchLike } from "../oauth/http.js";
@@ -93,8 +99,9 @@ export async function startTokenEndpoint(options: TokenEndpointOptions): Promise
       return sendError(res, 401, "", new ConfigError(`missing or wrong ${RUN_SECRET_HEADER} header`), clock);
     }
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    const match = /^\/v1\/token\/([^/]+)$/.exec(url.pathname);
-    if (req.method !== "GET" || !match) {
+    const match = /^\/v1\/token\/([^/]+?)(\/rejected)?$/.exec(url.pathname);
+    const reportsRejection = match?.[2] !== undefined;
+    if (!match || req.method !== (reportsRejection ? "POST" : "GET")) {
       return sendError(res, 404, "", new ConfigError(`unknown request ${req.method} ${url.pathname}`), clock);
     }
     const name = decodeURIComponent(match[1]!);
@@ -113,12 +120,29 @@ export async function startTokenEndpoint(options: TokenEndpointOptions): Promise
     }
     const requested = Number(url.searchParams.get("min_ttl_ms") ?? "0");
     const minTtlMs = Number.isFinite(requested) && requested > 0 ? requested : 0;
+    let rejected: Secret | undefined;
+    if (reportsRejection) {
+      rejected = await readRejectedBody(req);
+      if (!rejected) {
+        return sendError(
+          res,
+          400,
+          name,
+          new ConfigError('a rejection report needs the refused token as {"access_token":"…"}', {
+            connector: name,
+          }),
+          clock,
+        );
+      }
+    }
 
     // Give up when the client leaves, or after tokenTimeoutMs.
     const gone = new AbortController();
     res.on("close", () => gone.abort());
     const timeout = timeoutSignal(clock, tokenTimeoutMs, gone.signal);
     try {
+      // The same one-refresh path as the proxy's 401 handling; then the usual decision.
+      if (rejected) await manager.refreshAfterRejection(name, rejected, { signal: timeout.signal });
       const token = await manager.getAccessToken(name, {
         minTtlMs: manager.achievableMinTtlMs(name, minTtlMs),
         signal: timeout.signal,
@@ -164,6 +188,26 @@ export async function startTokenEndpoint(options: TokenEndpointOptions): Promise
         server.closeAllConnections();
       }),
   };
+}
+
+const MAX_REJECTION_BODY = 16 * 1024;
+
+/** The refused token from a rejection report's JSON body (bounded), or undefined if there is none. */
+async function readRejectedBody(req: IncomingMessage): Promise<Secret | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_REJECTION_BODY) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { access_token?: unknown };
+    const token = body?.access_token;
+    return typeof token === "string" && token.length > 0 ? new Secret(token) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function digest(s: string): Buffer {
@@ -255,20 +299,35 @@ const KNOWN_CODES = new Set<ErrorCode>([
 export async function fetchRunToken(
   address: RunEndpointAddress,
   name: string,
-  options: { clock: Clock; fetch?: FetchLike; minTtlMs?: number; timeoutMs?: number },
+  options: {
+    clock: Clock;
+    fetch?: FetchLike;
+    minTtlMs?: number;
+    timeoutMs?: number;
+    /** A token a resource server refused: report it, and get a newer one. */
+    rejected?: Secret;
+  },
 ): Promise<RunTokenResponse> {
   const fetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const timeoutMs = options.timeoutMs ?? 45_000;
-  const url = new URL(`/v1/token/${encodeURIComponent(name)}`, address.url);
+  const path = `/v1/token/${encodeURIComponent(name)}${options.rejected ? "/rejected" : ""}`;
+  const url = new URL(path, address.url);
   if (options.minTtlMs) url.searchParams.set("min_ttl_ms", String(Math.round(options.minTtlMs)));
   const timeout = timeoutSignal(options.clock, timeoutMs);
   let response: Response;
   let body: unknown;
   try {
-    response = await fetchFn(url, {
-      headers: { [RUN_SECRET_HEADER]: address.secret },
-      signal: timeout.signal,
-    });
+    response = await fetchFn(
+      url,
+      options.rejected
+        ? {
+            method: "POST",
+            headers: { [RUN_SECRET_HEADER]: address.secret, "content-type": "application/json" },
+            body: JSON.stringify({ access_token: options.rejected.reveal() }),
+            signal: timeout.signal,
+          }
+        : { headers: { [RUN_SECRET_HEADER]: address.secret }, signal: timeout.signal },
+    );
     body = await response.json();
   } catch (error) {
     throw new TransientError(

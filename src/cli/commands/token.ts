@@ -1,7 +1,8 @@
 /**
- * `tokenkeeper token NAME [--min-ttl DURATION]`: a valid access token on stdout and nothing else,
- * for `curl -H "Authorization: Bearer $(tokenkeeper token NAME)"`. Errors go to stderr.
- * Exit 0 ok, 75 transient, 77 re-authorization required, 78 configuration error.
+ * `tokenkeeper token NAME [--min-ttl DURATION] [--rejected]`: a valid access token on stdout and
+ * nothing else, for `curl -H "Authorization: Bearer $(tokenkeeper token NAME)"`. Errors go to
+ * stderr. Exit 0 ok, 75 transient, 77 re-authorization required, 78 configuration error.
+ * `--rejected` reports a token a resource server refused (read from stdin) and prints a newer one.
  *
  * Inside `tokenkeeper run` (TOKENKEEPER_RUN_URL and TOKENKEEPER_RUN_SECRET set) the token comes
  * from the run's own manager over its local endpoint: the store is not opened, so a run never
@@ -11,13 +12,18 @@
 import { EXIT } from "../../core/errors.js";
 import { scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
+import { readRejectedToken } from "../rejected-token.js";
 import { cliAccessToken, parseTokenArgs, TOKEN_HELP } from "../token-source.js";
 
-const USAGE = `Usage: tokenkeeper token NAME [--min-ttl DURATION] [options]
+const USAGE = `Usage: tokenkeeper token NAME [--min-ttl DURATION] [--rejected] [options]
 
 Prints a valid access token for connector NAME on stdout, and nothing else:
   curl -H "Authorization: Bearer $(tokenkeeper token NAME)" https://…
 
+  --rejected              the server refused the token given on stdin (401): print a newer one.
+                          One refresh for every process reporting the same token, none if it
+                          was already replaced:
+                            TOKEN=$(printf '%s' "$TOKEN" | tokenkeeper token NAME --rejected)
 ${TOKEN_HELP}
 
 Inside \`tokenkeeper run\`, the token comes from the run (TOKENKEEPER_RUN_URL), not the store.
@@ -31,8 +37,14 @@ export const tokenCommand = scheduledCommand({
 });
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { name, minTtlMs, flags } = parseTokenArgs(args);
-  const token = await cliAccessToken(name, minTtlMs, flags, ctx);
+  const { name, minTtlMs, flags, rejected } = parseTokenArgs(args, { rejectable: true });
+  const token = await cliAccessToken(
+    name,
+    minTtlMs,
+    flags,
+    ctx,
+    rejected ? { rejected: await readRejectedToken(ctx) } : {},
+  );
   ctx.stdout.write(`${token.reveal()}\n`);
   return EXIT.ok;
 }
