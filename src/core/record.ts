@@ -22,7 +22,11 @@ import {
 
 export type GrantKind = "authorization_code" | "device_code" | "client_credentials";
 export type ClientKind = "dynamic" | "preregistered" | "metadata_document";
-export type TokenEndpointAuthMethod = "none" | "client_secret_basic" | "client_secret_post";
+export type TokenEndpointAuthMethod =
+  | "none"
+  | "client_secret_basic"
+  | "client_secret_post"
+  | "private_key_jwt";
 export type Health = "ok" | "degraded" | "reauth_required";
 
 export interface TokenSet {
@@ -57,6 +61,11 @@ export interface ClientRegistration {
   clientId: string;
   clientSecret?: Secret;
   tokenEndpointAuthMethod: TokenEndpointAuthMethod;
+  /**
+   * private_key_jwt (RFC 7523 §2.2): the PEM file holding the client's private key. The key
+   * itself never enters the store: the file stays where its owner keeps (and rotates) it.
+   */
+  privateKeyFile?: string;
   redirectUris?: string[];
   /** RFC 7591 §3.2.1: 0 means never. */
   clientSecretExpiresAt?: number;
@@ -154,7 +163,8 @@ const clientSchema = object({
   kind: oneOf(["dynamic", "preregistered", "metadata_document"]),
   client_id: nonEmpty,
   client_secret: optional(secretString),
-  token_endpoint_auth_method: oneOf(["none", "client_secret_basic", "client_secret_post"]),
+  token_endpoint_auth_method: oneOf(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]),
+  private_key_file: optional(nonEmpty),
   redirect_uris: optional(arrayOf(text)),
   client_secret_expires_at: optional(number()),
   registration_access_token: optional(secretString),
@@ -240,6 +250,7 @@ export function serializeRecord(r: ConnectorRecord): SerializedRecord {
       client_id: r.client.clientId,
       client_secret: r.client.clientSecret?.reveal(),
       token_endpoint_auth_method: r.client.tokenEndpointAuthMethod,
+      private_key_file: r.client.privateKeyFile,
       redirect_uris: r.client.redirectUris,
       client_secret_expires_at: r.client.clientSecretExpiresAt,
       registration_access_token: r.client.registrationAccessToken?.reveal(),
@@ -331,6 +342,7 @@ export function parseRecord(data: unknown, where: string): ConnectorRecord {
       clientId: s.client.client_id,
       clientSecret: optSecret(s.client.client_secret),
       tokenEndpointAuthMethod: s.client.token_endpoint_auth_method,
+      privateKeyFile: s.client.private_key_file,
       redirectUris: s.client.redirect_uris,
       clientSecretExpiresAt: s.client.client_secret_expires_at,
       registrationAccessToken: optSecret(s.client.registration_access_token),

@@ -17,6 +17,7 @@ import {
 import type { Secret } from "../core/secret.js";
 import type { Store, StoredRecord } from "../store/types.js";
 import { assertPkceS256, browserLogin, DEFAULT_BROWSER_TIMEOUT_MS, type FlowDeps } from "./browser-login.js";
+import { privateKeyJwtClient } from "./client-auth.js";
 import { assertDeviceFlowSupported, type DevicePrompt, deviceLogin } from "./device-login.js";
 import { canonicalServerUri, type DiscoveryDeps, type DiscoveryResult, discover } from "./discovery.js";
 import { type FetchLike, httpDepsOf } from "./http.js";
@@ -50,6 +51,8 @@ export interface LoginRequest {
   scope?: string;
   clientId?: string;
   clientSecret?: Secret;
+  /** With clientId: authenticate with private_key_jwt (RFC 7523), the key from this PEM file. */
+  privateKeyFile?: string;
   /** A Client ID Metadata Document URL to use as client_id. */
   clientMetadataUrl?: string;
   /** Which of the listed authorization servers to use. */
@@ -207,7 +210,7 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
     );
   }
   const flow: LoginFlow = request.flow ?? (existing ? flowFor(existing.record.grant) : "browser");
-  if (flow === "client_credentials" && request.clientId && !request.clientSecret) {
+  if (flow === "client_credentials" && request.clientId && !request.clientSecret && !request.privateKeyFile) {
     throw new ConfigError(
       "--client-credentials with --client-id needs the client's secret (set it in the environment variable named by --client-secret-env)",
     );
@@ -237,7 +240,9 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
     previous &&
     previous.server.issuer === issuer &&
     previous.client.kind !== "dynamic" &&
-    (flow !== "client_credentials" || previous.client.clientSecret !== undefined)
+    (flow !== "client_credentials" ||
+      previous.client.clientSecret !== undefined ||
+      previous.client.privateKeyFile !== undefined)
       ? previous.client
       : undefined;
 
@@ -245,7 +250,9 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
   try {
     // Undefined until known: a dynamic registration needs the listener's redirect URI first.
     let client: ClientRegistration | undefined;
-    if (request.clientId) {
+    if (request.clientId && request.privateKeyFile) {
+      client = await privateKeyJwtClient(request.clientId, request.privateKeyFile, metadata);
+    } else if (request.clientId) {
       client = preregisteredClient(
         {
           clientId: request.clientId,
@@ -296,7 +303,7 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
       );
       deps.note?.(`Registered client ${client.clientId} (dynamic client registration)`);
     }
-    if (flow === "client_credentials" && !client.clientSecret) {
+    if (flow === "client_credentials" && !client.clientSecret && !client.privateKeyFile) {
       throw new LoginError(
         "the client credentials grant needs a confidential client; give --client-id with its secret",
         {

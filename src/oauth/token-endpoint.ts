@@ -8,7 +8,7 @@ import type { Clock } from "../core/clock.js";
 import { ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
 import type { ConnectorRecord, TokenSet } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
-import { clientSecretBasic } from "./client-auth.js";
+import { clientSecretBasic, privateKeyJwt } from "./client-auth.js";
 import {
   assertSecureUrl,
   boundedFetch,
@@ -77,6 +77,9 @@ export function oauthClientFor(record: ConnectorRecord): {
       break;
     case "client_secret_post":
       auth = oauth.ClientSecretPost(secret ?? "");
+      break;
+    case "private_key_jwt":
+      auth = privateKeyJwt(record.client.privateKeyFile ?? "");
       break;
     default:
       auth = oauth.None();

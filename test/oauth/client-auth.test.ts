@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
-import { basicCredentials, formEncode } from "../../src/oauth/client-auth.js";
+import { ConfigError } from "../../src/core/errors.js";
+import { basicCredentials, formEncode, loadSigningKey } from "../../src/oauth/client-auth.js";
 
 /** What a server that decodes the Basic credentials (RFC 6749 §2.3.1) sees. */
 function decoded(header: string): [string, string] {
@@ -39,5 +44,42 @@ describe("client_secret_basic encoding (RFC 6749 §2.3.1)", () => {
     assert.equal(formEncode("a b"), "a+b");
     assert.equal(formEncode("a-b.c_d*e"), "a-b.c_d*e");
     assert.equal(formEncode("~"), "%7E");
+  });
+});
+
+describe("private_key_jwt signing keys", () => {
+  it("reads EC, RSA and Ed25519 PEM keys and names their JWS algorithm; refuses what is not a key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tk-keys-"));
+    try {
+      const cases = [
+        [generateKeyPairSync("ec", { namedCurve: "P-256" }), "ES256"],
+        [generateKeyPairSync("ec", { namedCurve: "P-384" }), "ES384"],
+        [generateKeyPairSync("rsa", { modulusLength: 2048 }), "RS256"],
+        [generateKeyPairSync("ed25519"), "EdDSA"],
+      ] as const;
+      for (const [i, [pair, alg]] of cases.entries()) {
+        const file = join(dir, `k${i}.pem`);
+        writeFileSync(file, pair.privateKey.export({ type: "pkcs8", format: "pem" }));
+        const key = await loadSigningKey(file);
+        assert.equal(key.alg, alg);
+        assert.deepEqual(key.key.usages, ["sign"]);
+        assert.equal(key.key.extractable, false);
+      }
+      await assert.rejects(loadSigningKey(join(dir, "missing.pem")), ConfigError);
+      const junk = join(dir, "junk.pem");
+      writeFileSync(junk, "not a key");
+      await assert.rejects(
+        loadSigningKey(junk),
+        (e: unknown) => e instanceof ConfigError && !/not a key/.test(e.message),
+      );
+      const pub = join(dir, "public.pem");
+      writeFileSync(
+        pub,
+        generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }),
+      );
+      await assert.rejects(loadSigningKey(pub), ConfigError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

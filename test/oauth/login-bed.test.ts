@@ -3,7 +3,11 @@
  * MCP SDK server. Every flow ends with a token the MCP server accepts.
  */
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { systemClock } from "../../src/core/clock.js";
 import { TokenkeeperError } from "../../src/core/errors.js";
@@ -186,6 +190,58 @@ describe("login against the oidc-provider test bed", () => {
     const again = await clientCredentialsGrant(record, { clock: systemClock });
     assert.ok(again.tokens.accessToken);
     assert.equal(bed.as.counters.grantsSucceeded.client_credentials, 2);
+  });
+
+  it("client credentials with private_key_jwt: a signed assertion, the key read from its file", async () => {
+    const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const dir = mkdtempSync(join(tmpdir(), "tk-key-"));
+    const keyFile = join(dir, "client.pem");
+    writeFileSync(keyFile, privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+    try {
+      const client = await bed.as.registerClient({
+        grant_types: ["client_credentials"],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: "private_key_jwt",
+        jwks: { keys: [{ ...publicKey.export({ format: "jwk" }), use: "sig", alg: "ES256" }] },
+      });
+      const { record } = await login(
+        request({
+          flow: "client_credentials",
+          clientId: client.client_id,
+          privateKeyFile: keyFile,
+          name: "jwt",
+        }),
+        deps({ presentUrl: () => assert.fail("no browser for client credentials") }),
+      );
+      assert.equal(record.client.tokenEndpointAuthMethod, "private_key_jwt");
+      assert.equal(record.client.privateKeyFile, keyFile);
+      assert.equal(record.client.clientSecret, undefined);
+      // The store holds the path, never the key.
+      const saved = JSON.stringify((await store.get("jwt"))!.record.client);
+      assert.ok(!saved.includes("PRIVATE KEY"));
+      assert.ok(await mcpAccepts(bed.mcpUrl, record.tokens!.accessToken.reveal()));
+      // Renewal needs nothing but the record and the key file.
+      const again = await clientCredentialsGrant(record, { clock: systemClock });
+      assert.ok(await mcpAccepts(bed.mcpUrl, again.tokens.accessToken.reveal()));
+      assert.equal(bed.as.counters.grantsSucceeded.client_credentials, 2);
+
+      // Another key in the file: the server refuses the assertion, and says so.
+      writeFileSync(
+        keyFile,
+        generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+          type: "pkcs8",
+          format: "pem",
+        }),
+      );
+      await assert.rejects(clientCredentialsGrant(record, { clock: systemClock }), (e: unknown) => {
+        assert.ok(e instanceof TokenkeeperError, String(e));
+        assert.equal(e.fields.serverError, "invalid_client", e.message);
+        return true;
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("client credentials with a dynamically registered confidential client", async () => {

@@ -3,6 +3,7 @@
  * the device code) goes to stderr; the summary to stdout, or as one JSON object with --json.
  * No token, code, verifier or secret is ever printed.
  */
+import { resolve as resolvePath } from "node:path";
 import { formatDuration, parseDuration } from "../../core/duration.js";
 import { ConfigError, EXIT, TokenkeeperError } from "../../core/errors.js";
 import { Secret } from "../../core/secret.js";
@@ -31,6 +32,8 @@ Options:
   --client-id ID               use a client registered with the provider
   --client-secret-env VAR      environment variable holding its secret (default ${DEFAULT_SECRET_ENV});
                                asked for on a terminal otherwise; never given on the command line
+  --private-key-file FILE      authenticate the client with private_key_jwt (RFC 7523): a PEM
+                               private key (EC, RSA or Ed25519); the store keeps the path, not the key
   --client-metadata-url URL    use this Client ID Metadata Document URL as the client id
   --authorization-server URL   pick one of several authorization servers the resource lists
   --callback-port PORT         fixed loopback port for the browser redirect (default: any free port)
@@ -64,6 +67,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     "client-credentials": { type: "boolean" },
     "client-id": { type: "string" },
     "client-secret-env": { type: "string" },
+    "private-key-file": { type: "string" },
     "client-metadata-url": { type: "string" },
     "authorization-server": { type: "string" },
     "callback-port": { type: "string" },
@@ -105,8 +109,17 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   }
   const json = Boolean(values.json);
 
+  const privateKeyFile =
+    values["private-key-file"] !== undefined ? resolvePath(values["private-key-file"]) : undefined;
+  if (privateKeyFile !== undefined && values["client-id"] === undefined)
+    throw new UsageError("--private-key-file needs --client-id: the key belongs to a registered client");
   let clientSecret: Secret | undefined;
-  if (values["client-id"] !== undefined) {
+  if (privateKeyFile !== undefined) {
+    if (values["client-secret-env"] !== undefined)
+      throw new UsageError(
+        "--private-key-file and --client-secret-env are two ways to authenticate; give one",
+      );
+  } else if (values["client-id"] !== undefined) {
     clientSecret = await readClientSecret(ctx, values["client-id"], values["client-secret-env"]);
   } else if (values["client-secret-env"] !== undefined) {
     throw new UsageError("--client-secret-env only makes sense with --client-id");
@@ -119,6 +132,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     ...(values.scope !== undefined ? { scope: values.scope } : {}),
     ...(values["client-id"] !== undefined ? { clientId: values["client-id"] } : {}),
     ...(clientSecret ? { clientSecret } : {}),
+    ...(privateKeyFile !== undefined ? { privateKeyFile } : {}),
     ...(values["client-metadata-url"] !== undefined
       ? { clientMetadataUrl: values["client-metadata-url"] }
       : {}),
