@@ -97,6 +97,9 @@ export interface ExpiryInput {
   skewMs?: number;
 }
 
+/** Skews smaller than this are within what estimateClockSkew can resolve: treated as none. */
+const SKEW_RESOLUTION_MS = 2_000;
+
 /** Corrections smaller than this are within the skew measurement's resolution: not worth showing. */
 const DISPLAY_RESOLUTION_MS = 1_000;
 
@@ -121,7 +124,9 @@ export function effectiveExpiry(input: ExpiryInput): {
   expiresAt: number | null;
   grantedExpiresAt: number | null;
 } {
-  const skew = input.skewMs ?? 0;
+  // A skew inside the measurement's resolution (Date header and iat are whole seconds, plus half
+  // a round trip) is noise, not a clock error: correcting by it would only shave lifetime.
+  const skew = Math.abs(input.skewMs ?? 0) < SKEW_RESOLUTION_MS ? 0 : (input.skewMs ?? 0);
   const candidates: number[] = [];
   let granted: number | null = null;
   if (input.expiresInS !== undefined) {

@@ -169,7 +169,7 @@ describe("TokenManager against a real authorization server", () => {
       );
       void outcome.finally(() => (settled = true));
       for (let i = 0; i < 40 && !settled; i++) {
-        await waitFor(() => clock.pendingSleeps > 0 || settled);
+        await waitFor(() => (inFlight === 0 && clock.pendingSleeps > 0) || settled);
         await clock.advance(30_000);
       }
       const error = await outcome;
@@ -236,7 +236,18 @@ describe("TokenManager against a real authorization server", () => {
     // The store goes away between the server's answer and our write. The server has rotated:
     // the stored refresh token is spent. The next attempt must save the set we got, not refresh again.
     const flaky = new FlakyStore(store);
-    const m = new TokenManager({ store: flaky, clock, random: () => 0.5 });
+    // Real requests, counted: the manual clock may only move while none is in flight, or it
+    // would fire a pending request's timeout that real time never reached.
+    let inFlight = 0;
+    const countingFetch: typeof fetch = async (input, init) => {
+      inFlight++;
+      try {
+        return await fetch(input, init);
+      } finally {
+        inFlight--;
+      }
+    };
+    const m = new TokenManager({ store: flaky, clock, random: () => 0.5, fetch: countingFetch });
     await clock.advance(HOUR + 1);
     flaky.failPuts = 100;
     let settled = false;
@@ -247,7 +258,7 @@ describe("TokenManager against a real authorization server", () => {
     void first.finally(() => (settled = true));
     // Let the manager's own retries (saving, then refreshing again) run to their deadline.
     for (let i = 0; i < 100 && !settled; i++) {
-      await waitFor(() => clock.pendingSleeps > 0 || settled);
+      await waitFor(() => (inFlight === 0 && clock.pendingSleeps > 0) || settled);
       await clock.advance(2_000);
     }
     assert.equal(((await first) as { code?: string }).code, "store_unavailable");

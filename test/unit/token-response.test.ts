@@ -168,6 +168,13 @@ describe("skew-corrected expiry: the earliest moment any resource server rejects
     assert.equal(longer.tokens.expiresAt, T0 + 25_000);
   });
 
+  it("does not shave lifetime for a skew inside the measurement's resolution", () => {
+    const r = effectiveExpiry({ receivedAt: T0, expiresInS: 900, skewMs: -600 });
+    assert.equal(r.expiresAt, T0 + 900_000);
+    const far = effectiveExpiry({ receivedAt: T0, expiresInS: 900, skewMs: -2_500 });
+    assert.equal(far.expiresAt, T0 + 900_000 - 2_500);
+  });
+
   it("property: never later than expires_in, nor than the JWT exp read by either clock", () => {
     fc.assert(
       fc.property(
@@ -179,7 +186,9 @@ describe("skew-corrected expiry: the earliest moment any resource server rejects
           const r = effectiveExpiry({ receivedAt: T0, expiresInS: ttl, jwtExpS, skewMs });
           assert.ok(r.expiresAt! <= T0 + ttl * 1000);
           assert.ok(r.expiresAt! <= jwtExpS * 1000);
-          assert.ok(r.expiresAt! <= jwtExpS * 1000 - skewMs);
+          // A skew under the measurement's 2 s resolution is not applied: the expiry margin covers it.
+          const applied = Math.abs(skewMs) < 2_000 ? 0 : skewMs;
+          assert.ok(r.expiresAt! <= jwtExpS * 1000 - applied);
           // The price of not knowing the resource server's clock is at most the skew (plus the
           // JWT's own disagreement with expires_in, and exp's one-second truncation).
           assert.ok(r.expiresAt! >= T0 + ttl * 1000 - Math.abs(skewMs) - 6_000);
