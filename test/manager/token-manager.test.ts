@@ -19,6 +19,19 @@ import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
 
 const HOUR = 3_600_000;
+
+// Real requests, counted: a test may move the manual clock only while none is in flight, or it
+// would fire a pending request's timeout that real time never reached (a loaded machine makes
+// requests slow, not the clock).
+let inFlight = 0;
+const countingFetch: typeof fetch = async (input, init) => {
+  inFlight++;
+  try {
+    return await fetch(input, init);
+  } finally {
+    inFlight--;
+  }
+};
 /** The skew measurement and a JWT's `exp` have one-second resolution. */
 const RESOLUTION = 2_000;
 
@@ -59,7 +72,13 @@ describe("TokenManager against a real authorization server", () => {
     clock = new SharedManualClock(Date.now(), () => bed);
     store = new MemoryStore({ clock });
     events = [];
-    manager = new TokenManager({ store, clock, random: () => 0.5, onEvent: (e) => events.push(e) });
+    manager = new TokenManager({
+      store,
+      clock,
+      random: () => 0.5,
+      fetch: countingFetch,
+      onEvent: (e) => events.push(e),
+    });
     name = `c${++n}`;
     await connectTestBed(bed, store, name, { now: clock.now() });
     bed.as.resetCounters();
@@ -236,17 +255,6 @@ describe("TokenManager against a real authorization server", () => {
     // The store goes away between the server's answer and our write. The server has rotated:
     // the stored refresh token is spent. The next attempt must save the set we got, not refresh again.
     const flaky = new FlakyStore(store);
-    // Real requests, counted: the manual clock may only move while none is in flight, or it
-    // would fire a pending request's timeout that real time never reached.
-    let inFlight = 0;
-    const countingFetch: typeof fetch = async (input, init) => {
-      inFlight++;
-      try {
-        return await fetch(input, init);
-      } finally {
-        inFlight--;
-      }
-    };
     const m = new TokenManager({ store: flaky, clock, random: () => 0.5, fetch: countingFetch });
     await clock.advance(HOUR + 1);
     flaky.failPuts = 100;
