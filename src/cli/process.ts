@@ -18,8 +18,6 @@ export function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
 }
 
 export function processContext(): CliContext {
-  quietOnClosedPipe(process.stdout);
-  quietOnClosedPipe(process.stderr);
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -31,13 +29,33 @@ export function processContext(): CliContext {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // The process streams are made on first use: creating one costs startup time (stdin on a pipe
+  // loads the network stack), and `token` with a fresh token never reads stdin.
+  let stdout: NodeJS.WriteStream | undefined;
+  let stderr: NodeJS.WriteStream | undefined;
   return {
     env: process.env,
-    stdout: process.stdout,
-    stderr: process.stderr,
-    stdin: process.stdin,
+    get stdout() {
+      if (!stdout) {
+        stdout = process.stdout;
+        quietOnClosedPipe(stdout);
+      }
+      return stdout;
+    },
+    get stderr() {
+      if (!stderr) {
+        stderr = process.stderr;
+        quietOnClosedPipe(stderr);
+      }
+      return stderr;
+    },
+    get stdin() {
+      return process.stdin;
+    },
     clock: systemClock,
     signal: controller.signal,
-    interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+    get interactive() {
+      return Boolean(process.stdin.isTTY && process.stderr.isTTY);
+    },
   };
 }

@@ -18,10 +18,10 @@
  * and carries the writer's pid, so readers ignore it and a sweep can remove it once that writer is
  * gone (see parseTempName).
  */
-import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { randomHex } from "../core/random.js";
 
 export interface AtomicWriteOptions {
   /** Permission bits of the new file. Default 0600: the store only writes secrets. */
@@ -39,7 +39,7 @@ const TEMP_NAME = /^\.(.+)\.(\d+)-[0-9a-f]+\.tmp$/;
 
 /** A unique sibling name for a file (or directory) being prepared: `.<base>.<pid>-<random>.tmp`. */
 export function tempPathFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
+  return join(dirname(target), `.${basename(target)}.${process.pid}-${randomHex(6)}.tmp`);
 }
 
 /** Recognizes a name made by tempPathFor, and which process made it. */

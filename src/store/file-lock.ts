@@ -32,13 +32,13 @@
  * of the machine ends every holder. Waits poll with capped exponential backoff on the injected
  * clock and are bounded by `waitMs`.
  */
-import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { access, mkdir, readdir, readFile, rename, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Clock } from "../core/clock.js";
 import { StoreCorruptError } from "../core/errors.js";
+import { randomHex } from "../core/random.js";
 import { number, object, ShapeError, string } from "../core/shape.js";
 import { tempPathFor } from "./atomic-write.js";
 import type { LockOptions, StoreLock } from "./types.js";
@@ -249,7 +249,7 @@ export async function acquireFileLock(
 ): Promise<FileLock> {
   const { clock, signal } = options;
   const deadline = clock.now() + Math.max(0, options.waitMs);
-  const token = randomBytes(16).toString("hex");
+  const token = randomHex(16);
   const staging = tempPathFor(path);
   let delay = MIN_POLL_MS;
   // Rounds that changed something (a stale lock removed, an empty one tidied) retry at once; if that

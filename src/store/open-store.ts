@@ -12,9 +12,7 @@
 import { type Clock, systemClock } from "../core/clock.js";
 import { ConflictError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
-import { PostgresStore } from "./postgres-store.js";
-import { RedisStore } from "./redis-store.js";
-import { type Keyring, loadKeyring, type RotationReport } from "./sealing.js";
+import type { Keyring, RotationReport } from "./sealing.js";
 import { parseStoreUrl } from "./store-url.js";
 import type { Store } from "./types.js";
 
@@ -35,7 +33,8 @@ export interface NetworkStore extends Store {
 }
 
 export function isNetworkStore(store: Store): store is NetworkStore {
-  return store instanceof RedisStore || store instanceof PostgresStore;
+  const s = store as Partial<NetworkStore>;
+  return typeof s.migrate === "function" && typeof s.rotateKey === "function";
 }
 
 export async function openStore(url: string | undefined, options: OpenStoreOptions = {}): Promise<Store> {
@@ -50,14 +49,26 @@ export async function openStore(url: string | undefined, options: OpenStoreOptio
   if (parsed.kind === "file") return openFileStore(parsed.dir, clock);
   // The store and the keyring decision read the same parsed URL: they cannot disagree.
   const sealed = options.encrypt ?? parsed.sealed;
-  const keyring = options.keyring !== undefined ? options.keyring : sealed ? await loadKeyring(env) : null;
+  // Network stores and sealing are loaded only for a network URL: a `token` call on the file
+  // store reads one file and should not pay for their modules at startup.
+  const keyring =
+    options.keyring !== undefined
+      ? options.keyring
+      : sealed
+        ? await (await import("./sealing.js")).loadKeyring(env)
+        : null;
   const storeOptions = {
     url: target,
     clock,
     keyring,
     ...(options.encrypt !== undefined ? { encrypt: options.encrypt } : {}),
   };
-  return parsed.kind === "redis" ? new RedisStore(storeOptions) : new PostgresStore(storeOptions);
+  if (parsed.kind === "redis") {
+    const { RedisStore } = await import("./redis-store.js");
+    return new RedisStore(storeOptions);
+  }
+  const { PostgresStore } = await import("./postgres-store.js");
+  return new PostgresStore(storeOptions);
 }
 
 async function openFileStore(dir: string, clock: Clock): Promise<Store> {
