@@ -6,7 +6,8 @@
  * store already replaced (the same path as the proxy's 401 handling).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -135,7 +136,9 @@ describe("tokenkeeper token --rejected", () => {
     await warm.close();
     const before = refreshes();
     const tk = CLI.map((part) => `'${part}'`).join(" ");
-    const out = h.home;
+    // The tokens the child prints are its stdout by design: kept out of the harness's home
+    // (whose files the suite's secret scan reads) and removed here.
+    const out = mkdtempSync(join(tmpdir(), "tk-rejected-"));
     const script = [
       `T=$(${tk} token child) || exit 11`,
       `printf '%s' "$T" > '${join(out, "refused")}'`,
@@ -145,11 +148,17 @@ describe("tokenkeeper token --rejected", () => {
       ),
       "wait",
     ].join("\n");
-    const r = await h.cli(["run", "--connector", "child", "--", "/bin/sh", "-c", script]);
-    assert.equal(r.code, 0, r.stderr);
+    let refused: string;
+    let renewed: Set<string>;
+    try {
+      const r = await h.cli(["run", "--connector", "child", "--", "/bin/sh", "-c", script]);
+      assert.equal(r.code, 0, r.stderr);
+      refused = readFileSync(join(out, "refused"), "utf8");
+      renewed = new Set([1, 2, 3, 4].map((i) => readFileSync(join(out, `renewed.${i}`), "utf8").trim()));
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
     assert.equal(refreshes() - before, 1, "refresh grants at the authorization server");
-    const refused = readFileSync(join(out, "refused"), "utf8");
-    const renewed = new Set([1, 2, 3, 4].map((i) => readFileSync(join(out, `renewed.${i}`), "utf8").trim()));
     assert.equal(renewed.size, 1);
     assert.ok(!renewed.has(refused));
     assert.ok(await mcpAccepts(h.bed.mcpUrl, [...renewed][0]!));
