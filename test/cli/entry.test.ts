@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { recordCliRun } from "../support/secret-scan.js";
 import { type Harness, MAIN, startHarness } from "./unattended-harness.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -26,7 +27,17 @@ function spawnNode(
   if (closeStdout) child.stdout.destroy();
   else child.stdout.on("data", (c) => (stdout += c));
   child.stderr.on("data", (c) => (stderr += c));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+  return new Promise((resolve) =>
+    child.on("close", (code) => {
+      recordCliRun(
+        args.slice(args.findIndex((a) => /main\.ts$|bin\.ts$|tokenkeeper$/.test(a)) + 1),
+        stdout,
+        stderr,
+        "executable",
+      );
+      resolve({ code, stdout, stderr });
+    }),
+  );
 }
 
 describe("the tokenkeeper executable", () => {
