@@ -16,7 +16,7 @@ import type { ConnectorRecord } from "../core/record.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import { reauthAction } from "../manager/transitions.js";
-import { coversRun, refreshTokenExpiry as knownRefreshTokenExpiry } from "../manager/view.js";
+import { coversRun, refreshTokenExpiry } from "../manager/view.js";
 import type { Notifier } from "./notify.js";
 import { degradedRecord, READY_REASONS, readyRecord, type SkipRecord, skippedRecord } from "./skip-record.js";
 
@@ -57,7 +57,7 @@ export async function keepaliveConnector(
   }
 
   const now = clock.now();
-  const rtExpiry = knownRefreshTokenExpiry(record);
+  const rtExpiry = refreshTokenExpiry(record);
   const lastObtained = record.tokens?.obtainedAt;
   // An expired refresh token is refreshed anyway: the server's answer (invalid_grant) is what
   // records the connector as needing a human, and announces it.
@@ -84,7 +84,7 @@ export async function keepaliveConnector(
 
   const latest = await manager.record(name).catch(() => record);
   const at = clock.now();
-  const expiry = knownRefreshTokenExpiry(latest);
+  const expiry = refreshTokenExpiry(latest);
   if (latest.grant !== "client_credentials" && expiry !== null && expiry - at <= warnBeforeMs) {
     const warning = expiringRecord(latest, expiry, at, refreshed);
     await options.notifier?.warnExpiry(manager.store, name, warnBeforeMs, warning).catch(() => {});
@@ -171,5 +171,5 @@ function expiringRecord(
 }
 
 function times(r: ConnectorRecord, now: number) {
-  return { now, expiresAt: r.tokens?.expiresAt ?? null, refreshTokenExpiresAt: knownRefreshTokenExpiry(r) };
+  return { now, expiresAt: r.tokens?.expiresAt ?? null, refreshTokenExpiresAt: refreshTokenExpiry(r) };
 }

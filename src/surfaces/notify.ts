@@ -19,7 +19,7 @@ import { scrubText } from "../core/secret.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import { claimNotice, type NoticeField, releaseNotice } from "../manager/transitions.js";
-import { refreshTokenExpiry as knownRefreshTokenExpiry } from "../manager/view.js";
+import { refreshTokenExpiry } from "../manager/view.js";
 import { assertSecureUrl, type FetchLike } from "../oauth/http.js";
 import type { Store } from "../store/types.js";
 import { updateRecord } from "../store/update.js";
@@ -100,7 +100,7 @@ export class Notifier {
   warnExpiry(store: Store, name: string, warnBeforeMs: number, record: SkipRecord): Promise<NotifyOutcome> {
     return this.#track(
       this.#claimAndSend(store, name, "refresh_token_expiring", (r) => {
-        const expiry = knownRefreshTokenExpiry(r);
+        const expiry = refreshTokenExpiry(r);
         if (expiry === null || reauthErrorFromRecord(r)) return undefined;
         const now = this.#options.clock.now();
         if (expiry - now > warnBeforeMs) return undefined;
@@ -294,7 +294,7 @@ export function notifyOnReauth(manager: TokenManager, notifier: Notifier): () =>
 }
 
 function times(r: ConnectorRecord, now: number) {
-  return { now, expiresAt: r.tokens?.expiresAt ?? null, refreshTokenExpiresAt: knownRefreshTokenExpiry(r) };
+  return { now, expiresAt: r.tokens?.expiresAt ?? null, refreshTokenExpiresAt: refreshTokenExpiry(r) };
 }
 
 function assertWebhookUrl(url: string): void {

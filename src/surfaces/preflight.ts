@@ -39,11 +39,6 @@ export interface PreflightOptions {
 
 export const DEFAULT_PROVEN_WITHIN_MS = 10_000;
 
-/** The refresh token's known absolute expiry (see refreshTokenExpiry in the manager's view). */
-export const knownRefreshTokenExpiry = refreshTokenExpiry;
-
-export { coversRun };
-
 export async function preflight(
   manager: TokenManager,
   name: string,
@@ -63,7 +58,7 @@ export async function preflight(
   const times = (r: ConnectorRecord): RecordTimes => ({
     now: clock.now(),
     expiresAt: r.tokens?.expiresAt ?? null,
-    refreshTokenExpiresAt: knownRefreshTokenExpiry(r),
+    refreshTokenExpiresAt: refreshTokenExpiry(r),
   });
 
   // 1. Already waiting for a human: no network call can fix it.
@@ -72,7 +67,7 @@ export async function preflight(
 
   // 2. A refresh token that ends during the run cannot be refreshed past its end (absolute).
   const now = clock.now();
-  const rtExpiry = knownRefreshTokenExpiry(record);
+  const rtExpiry = refreshTokenExpiry(record);
   if (record.grant !== "client_credentials" && rtExpiry !== null && rtExpiry < now + minTtlMs) {
     const expired = rtExpiry <= now;
     const detail = expired
@@ -170,7 +165,7 @@ async function failureRecord(
   const times = {
     now,
     expiresAt: current.tokens?.expiresAt ?? null,
-    refreshTokenExpiresAt: knownRefreshTokenExpiry(current),
+    refreshTokenExpiresAt: refreshTokenExpiry(current),
   };
   if (exitCodeFor(error) === EXIT.transient && coversRun(current, now, minTtlMs)) {
     return degradedRecord(name, error as TokenkeeperError, times);

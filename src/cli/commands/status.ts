@@ -11,7 +11,7 @@ import { formatDuration } from "../../core/duration.js";
 import { ConfigError, EXIT, NotFoundError, StoreCorruptError } from "../../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../../core/record.js";
 import { scrubText } from "../../core/secret.js";
-import { refreshTokenExpiry as knownRefreshTokenExpiry } from "../../manager/view.js";
+import { refreshTokenExpiry } from "../../manager/view.js";
 import { parseFlags, scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
 import { openCliStore } from "../runtime.js";
@@ -141,7 +141,7 @@ export function connectorStatus(r: ConnectorRecord, now: number): ConnectorStatu
     refresh_token_present: Boolean(t?.refreshToken),
     refresh_token_issued_at: iso(rtIssued),
     refresh_token_age_ms: rtIssued === null ? null : now - rtIssued,
-    refresh_token_expires_at: iso(knownRefreshTokenExpiry(r)),
+    refresh_token_expires_at: iso(refreshTokenExpiry(r)),
     last_refresh_at: iso(s.lastRefreshAt),
     last_refresh_outcome: s.lastRefreshOutcome ?? null,
     last_error: s.lastError
