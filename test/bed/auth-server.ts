@@ -15,7 +15,7 @@ import Provider, {
   type Next,
   type OIDCProviderError,
 } from "oidc-provider";
-import { recordIssuedInBody, recordIssuedInLocation } from "../support/secret-scan.js";
+import { recordIssuedInBody, recordIssuedInLocation, recordReceivedParams } from "../support/secret-scan.js";
 import { deviceConfirmPage, deviceInputPage, deviceSuccessPage, renderError } from "./auth-pages.js";
 import { autoConsent, interactionUrl } from "./auto-consent.js";
 import { approveDeviceCode, denyDeviceCode } from "./device-user.js";
@@ -380,6 +380,7 @@ export async function startAuthServer(opts: AuthServerOptions = {}): Promise<Aut
     await next();
     recordIssuedInBody(ctx.body);
     recordIssuedInLocation(ctx.res.getHeader("location"));
+    recordReceivedParams(ctx.oidc?.params);
   });
   p.use(async (ctx: KoaContext, next: Next) => {
     if (ctx.method === "GET" && ctx.path === paths.authorization) {

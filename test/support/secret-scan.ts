@@ -23,7 +23,9 @@ export type IssuedKind =
   | "authorization_code"
   | "device_code"
   | "client_secret"
-  | "registration_access_token";
+  | "registration_access_token"
+  | "code_verifier"
+  | "client_assertion";
 
 /** Values shorter than this are not scanned for (a 16-char random value cannot occur by chance). */
 const MIN_SECRET_LENGTH = 16;
@@ -61,6 +63,14 @@ export function recordIssuedInBody(body: unknown): void {
   ] as const) {
     recordIssued(kind, b[kind]);
   }
+}
+
+/** Records the secrets a client sent a token endpoint (verifier, assertion, secret): leaks too. */
+export function recordReceivedParams(params: Record<string, unknown> | undefined): void {
+  if (!params) return;
+  recordIssued("code_verifier", params.code_verifier);
+  recordIssued("client_assertion", params.client_assertion);
+  recordIssued("client_secret", params.client_secret);
 }
 
 /** Records the authorization code in a redirect's Location, if any. */
