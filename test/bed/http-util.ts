@@ -8,8 +8,11 @@ export const HOST = "127.0.0.1";
 /** Starts an HTTP server on 127.0.0.1 (port 0 = ephemeral) and resolves with the bound port. */
 export async function listen(handler: RequestListener, port = 0): Promise<{ server: Server; port: number }> {
   const server = createServer(handler);
-  // Short keep-alive so idle sockets do not pin a test process; close() kills them anyway.
-  server.keepAliveTimeout = 2_000;
+  // A long keep-alive: closeServer() destroys idle sockets anyway, and a short one races a
+  // client reusing the socket just as the server closes it (UND_ERR_SOCKET), a race a loaded
+  // machine makes likely. Real servers' keep-alive races are answered by the proxy as -32031
+  // without resending a possibly processed call; the bed should not add them at random.
+  server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, HOST, () => {

@@ -147,13 +147,14 @@ export async function describeNetworkStore<S extends NetworkStore>(
       await killHard(child);
       // Dead, but its lease still stands: no one may take the lock yet.
       await assert.rejects(store.lock("killed", { leaseMs: 5_000, waitMs: 0 }), LockTimeoutError);
-      const lock = await store.lock("killed", { leaseMs: 5_000, waitMs: 3_000 });
+      // Generous bounds: on a loaded machine the waiter's polls run late, not the lease early.
+      const lock = await store.lock("killed", { leaseMs: 5_000, waitMs: 10_000 });
       const late = Date.now() - expiresAt;
       assert.ok(lock.held());
       // expiresAt is the lease's end by the store's clock: the database's, which on this host is
       // ours, or for Redis the child's, counted from before its request (early, never late).
       assert.ok(late >= 0, `taken only after the dead holder's lease (${late} ms after it ended)`);
-      assert.ok(late < 1_000, `taken soon after the lease ran out (${late} ms)`);
+      assert.ok(late < 5_000, `taken soon after the lease ran out (${late} ms)`);
       await lock.release();
     });
 
