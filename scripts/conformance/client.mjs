@@ -9,7 +9,9 @@
  *   2. an MCP client (the SDK's own) started against `tokenkeeper proxy <name>` over stdio, as a
  *      desktop client would: initialize, list the tools, call them;
  *   3. when a call fails with "re-authorization required" (-32030), they run the login command
- *      the error names and try the call again — at most twice, as a person would give up.
+ *      the error names and try the call again — at most twice, as a person would give up;
+ *   4. when login says the server needs no authorization, they do what its message says:
+ *      `tokenkeeper proxy URL --no-auth`.
  *
  * Nothing depends on which scenario runs, except that a machine client logs in with
  * --client-credentials (the operator knows what kind of client they were given).
@@ -42,7 +44,7 @@ const env = {
 };
 delete env.TOKENKEEPER_STORE;
 const name = "conformance";
-const log = (line) => process.stderr.write(`[client] ${line}\n`);
+const log = (line) => process.stderr.write(`[client ${new Date().toISOString().slice(11, 23)}] ${line}\n`);
 
 function tokenkeeper(args) {
   log(`$ tokenkeeper ${args.join(" ")}`);
@@ -50,7 +52,11 @@ function tokenkeeper(args) {
   process.stderr.write(result.stderr ?? "");
   process.stderr.write(result.stdout ?? "");
   log(`exit ${result.status}`);
-  return result.status;
+  let json;
+  try {
+    json = JSON.parse(result.stdout);
+  } catch {}
+  return { status: result.status, json };
 }
 
 /** The login command in an error's action: "run `tokenkeeper login … --scope "a b"`". */
@@ -69,9 +75,17 @@ async function withRelogin(what, call) {
         error instanceof McpError && error.code === REAUTH ? loginArgs(error.data?.action) : undefined;
       if (!args || attempt >= MAX_RELOGINS) throw error;
       log(`${what}: ${error.message}`);
-      if (tokenkeeper(args) !== 0) throw error;
+      if (tokenkeeper(args).status !== 0) throw error;
     }
   }
+}
+
+/** Arguments a person would type to try a tool: a sample value for each required property. */
+function sampleArguments(schema) {
+  const samples = { number: 1, integer: 1, string: "test", boolean: true, array: [], object: {} };
+  const args = {};
+  for (const key of schema?.required ?? []) args[key] = samples[schema.properties?.[key]?.type] ?? null;
+  return args;
 }
 
 async function main() {
@@ -84,22 +98,26 @@ async function main() {
     loginCommand.push("--private-key-file", keyFile);
   }
   if (scenario.includes("client-credentials")) loginCommand.push("--client-credentials");
+  loginCommand.push("--json");
   const loggedIn = tokenkeeper(loginCommand);
-  if (loggedIn !== 0) throw new Error(`login failed (exit ${loggedIn})`);
+  const open = loggedIn.status !== 0 && loggedIn.json?.error?.problem === "no_auth_required";
+  if (loggedIn.status !== 0 && !open) throw new Error(`login failed (exit ${loggedIn.status})`);
 
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [cli, "proxy", name],
+    args: open ? [cli, "proxy", serverUrl, "--no-auth"] : [cli, "proxy", name],
     env,
     stderr: "inherit",
   });
   const client = new Client({ name: "tokenkeeper-conformance", version: "1.0.0" });
   await client.connect(transport, { timeout: 30_000 });
+  log("connected through the proxy");
   try {
     const { tools } = await withRelogin("tools/list", () => client.listTools());
+    log(`tools/list: ${tools.map((t) => t.name).join(", ") || "(none)"}`);
     for (const tool of tools) {
       const result = await withRelogin(`tools/call ${tool.name}`, () =>
-        client.callTool({ name: tool.name, arguments: {} }),
+        client.callTool({ name: tool.name, arguments: sampleArguments(tool.inputSchema) }),
       );
       log(`tools/call ${tool.name}: ${result.isError ? "error" : "ok"}`);
     }

@@ -10,7 +10,7 @@
  * exactly as it was, and nobody downloads a second Node binary unless they run this. Tokenkeeper
  * itself (the client under test) runs on the Node that runs this script.
  *
- *   npm run conformance [-- --scenario auth/scope-step-up …]
+ *   npm run conformance [-- --scenario auth/scope-step-up …] [-- --parallel]
  *
  * Exit status 0 when no check failed, 1 otherwise. Results (checks.json, stdout/stderr of every
  * client run) are kept under node_modules/.cache/tokenkeeper-conformance/results.
@@ -110,9 +110,25 @@ const suite = join(cache, "node_modules/@modelcontextprotocol/conformance/dist/i
 // The suite splits --command on spaces and appends the server URL.
 const command = `${process.execPath} ${join(here, "client.mjs")}`;
 const common = ["client", "--command", command, "--output-dir", results, "--timeout", "90000"];
+/**
+ * The scenarios of the suite's `auth` suite (its 2025-11-25 revision), as the suite lists them.
+ * They run one at a time; `--parallel` runs them with `--suite auth` instead, which starts all
+ * fifteen at once: on a small, busy machine that many logins and proxies starting together
+ * can run into the MCP client's 60 s request timeout for reasons unrelated to authorization.
+ */
+function authSuite() {
+  const listed = spawnSync(node22(), [suite, "list", "--client"], { encoding: "utf8" });
+  if (listed.status !== 0) throw new Error(`conformance list failed: ${listed.stderr}`);
+  return [...listed.stdout.matchAll(/^\s*- (auth\/\S+) \[([^\]]*)\]/gm)]
+    .filter((m) => m[2].split(",").includes("2025-11-25"))
+    .map((m) => m[1]);
+}
 const runs = only.length
   ? only.map((s) => ["--scenario", s])
-  : [["--suite", "auth"], ...EXTRA_SCENARIOS.map((s) => ["--scenario", s])];
+  : [
+      ...(argv.includes("--parallel") ? [["--suite", "auth"]] : authSuite().map((s) => ["--scenario", s])),
+      ...EXTRA_SCENARIOS.map((s) => ["--scenario", s]),
+    ];
 for (const args of runs) run(node22(), [suite, ...common, ...args], { cwd: cache });
 
 const rows = summarize();

@@ -209,7 +209,7 @@ export function requireChallenge(probe: ProbeResult): BearerChallenge {
   const where = describeUrl(probe.url);
   if (probe.status >= 200 && probe.status < 300) {
     throw new ProtocolError(
-      `${where} answered ${probe.status} without a token: it does not require authorization, so there is nothing to log in to`,
+      `${where} answered ${probe.status} without a token and publishes no protected resource metadata: it does not require authorization, so there is nothing to log in to (an MCP client can use it directly, or through \`tokenkeeper proxy ${where} --no-auth\`)`,
       {
         server: where,
         status: probe.status,

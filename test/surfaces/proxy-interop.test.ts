@@ -33,7 +33,7 @@ interface StatelessServer {
  * initialize needs no token; every other request needs a known token, and `admin` needs the
  * `write` scope (403 insufficient_scope otherwise, RFC 6750 §3.1).
  */
-async function startStatelessServer(): Promise<StatelessServer> {
+async function startStatelessServer(options: { open?: boolean } = {}): Promise<StatelessServer> {
   const counts = { initialize: 0, gets: 0, toolCalls: 0, forbidden: 0 };
   const grants = new Map<string, string[]>();
   const server: Server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
@@ -49,7 +49,7 @@ async function startStatelessServer(): Promise<StatelessServer> {
       params?: { name?: string };
     };
     if (body.method === "initialize") counts.initialize++;
-    if (body.method !== "initialize" && !body.method?.startsWith("notifications/")) {
+    if (!options.open && body.method !== "initialize" && !body.method?.startsWith("notifications/")) {
       const token = req.headers.authorization?.replace(/^Bearer /, "") ?? "";
       const scopes = grants.get(token);
       if (!scopes) {
@@ -97,14 +97,17 @@ async function startStatelessServer(): Promise<StatelessServer> {
   };
 }
 
-async function proxyFor(upstream: StatelessServer, store: MemoryStore) {
+async function proxyFor(upstream: StatelessServer, store: MemoryStore, open = false) {
   const manager = new TokenManager({ store, clock: systemClock });
   const toProxy = new PassThrough();
   const fromProxy = new PassThrough();
   const logs: string[] = [];
   const proxy = startProxy({
     manager,
-    resolve: async () => ({ connector: "interop", url: upstream.url }),
+    resolve: async () =>
+      open
+        ? { connector: upstream.url, url: upstream.url, open: true }
+        : { connector: "interop", url: upstream.url },
     stdin: toProxy,
     stdout: fromProxy,
     log: (line) => logs.push(line),
@@ -159,6 +162,26 @@ describe("proxy interop with stateless servers", () => {
       assert.equal(upstream.counts.toolCalls, 20);
       assert.ok(
         !p.logs.some((l) => /session re-established|no longer knows the session/.test(l)),
+        p.logs.join("\n"),
+      );
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it("relays a server that needs no authorization without a token or a connector (--no-auth)", async () => {
+    const upstream = await startStatelessServer({ open: true });
+    servers.push(upstream);
+    const store = new MemoryStore();
+    const p = await proxyFor(upstream, store, true);
+    try {
+      const { tools } = await p.client.listTools();
+      assert.deepEqual(tools.map((t) => t.name).sort(), ["admin", "echo"]);
+      assert.equal((await p.client.callTool({ name: "echo", arguments: {} })).isError, undefined);
+      assert.equal(upstream.counts.toolCalls, 1);
+      assert.deepEqual(await store.list(), [], "nothing stored");
+      assert.ok(
+        p.logs.some((l) => /without authorization/.test(l)),
         p.logs.join("\n"),
       );
     } finally {

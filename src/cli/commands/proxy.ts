@@ -43,6 +43,8 @@ Options:
   --transport T          streamable-http | sse | auto (default auto: Streamable HTTP, falling
                          back to HTTP+SSE for older servers)
   --header "Name: value" extra header for every request to the server (repeatable)
+  --no-auth              URL only: the server needs no authorization; relay without a token
+                         (no connector, nothing stored)
   --interactive          when re-authorization is needed and a terminal is attached, open the
                          browser login (never otherwise)
   --verbose              log transport details to stderr
@@ -65,6 +67,7 @@ const OPTIONS = {
   transport: { type: "string" },
   header: { type: "string", multiple: true },
   interactive: { type: "boolean" },
+  "no-auth": { type: "boolean" },
   verbose: { type: "boolean" },
   "print-config": { type: "boolean" },
   client: { type: "string" },
@@ -125,6 +128,10 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     throw new UsageError("--client and --json go with --print-config");
   }
 
+  if (values["no-auth"] && !/^https?:\/\//i.test(target))
+    throw new UsageError("--no-auth takes the server's URL, not a connector name");
+  if (values["no-auth"] && values["print-config"])
+    throw new UsageError("--print-config describes a connector; --no-auth has none");
   const now = () => ctx.clock.now();
   if (values["print-config"]) {
     const store = await openCliStore(values.store, ctx);
@@ -138,7 +145,13 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
 }
 
 interface Resolved extends ResolvedTarget {
-  record: ConnectorRecord;
+  record?: ConnectorRecord;
+}
+
+/** --no-auth: a server that needs no authorization, relayed as is (MCP authorization is optional). */
+function openResolver(target: string): () => Promise<Resolved> {
+  const url = canonicalServerUri(target);
+  return async () => ({ connector: url, url, open: true });
 }
 
 /** NAME is a connector; a URL is looked up among the connectors by their server URL. */
@@ -188,7 +201,9 @@ async function serve(
   // The same plumbing as the other unattended commands: --events, --notify-*, --timeout, and
   // a notification on every transition to reauth_required.
   const session = await openUnattended(ctx, values);
-  const resolve = resolver(session.store, target, () => ctx.clock.now());
+  const resolve = values["no-auth"]
+    ? openResolver(target)
+    : resolver(session.store, target, () => ctx.clock.now());
   const terminal = Boolean((ctx.stderr as { isTTY?: boolean }).isTTY);
   if (values.interactive && !terminal) {
     ctx.stderr.write(
@@ -201,8 +216,12 @@ async function serve(
       manager: session.manager,
       resolve: async () => {
         const resolved = await resolve();
-        connectorHeaders = resolved.record.settings.headers ?? {};
-        return { connector: resolved.connector, url: resolved.url };
+        connectorHeaders = resolved.record?.settings.headers ?? {};
+        return {
+          connector: resolved.connector,
+          url: resolved.url,
+          ...(resolved.open ? { open: true } : {}),
+        };
       },
       transport: opts.transport,
       // Connector settings first, the command line wins. Read when the connection opens, after resolution.

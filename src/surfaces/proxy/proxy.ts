@@ -51,6 +51,8 @@ export interface ResolvedTarget {
   connector: string;
   /** The remote MCP endpoint. */
   url: string;
+  /** The server needs no authorization: relay without a token (no connector, no refresh). */
+  open?: boolean;
 }
 
 export interface ProxyOptions {
@@ -360,11 +362,13 @@ class StdioProxy {
       if (!this.#target) {
         this.#target = await this.#o.resolve();
         this.#upstream = this.#newUpstream(this.#target);
-        this.#log(`proxying stdio to ${this.#upstream.where} with connector "${this.#target.connector}"`);
+        this.#log(
+          `proxying stdio to ${this.#upstream.where} ${this.#target.open ? "without authorization" : `with connector "${this.#target.connector}"`}`,
+        );
       }
       // Not just a token: liveAccessToken also says when the store marks the grant dead (a
       // token the server rejected can still look fresh).
-      await this.#manager.getAccessToken(this.#target.connector);
+      if (!this.#target.open) await this.#manager.getAccessToken(this.#target.connector);
     } catch (error) {
       const typed = this.#typed(error);
       if (isRetryable(typed)) {
@@ -405,11 +409,13 @@ class StdioProxy {
 
   #newUpstream(target: ResolvedTarget): Upstream {
     const o = this.#o;
-    const authFetch = createAuthFetch(this.#manager, target.connector, o.fetch ? { fetch: o.fetch } : {});
+    const fetch = target.open
+      ? (o.fetch ?? ((input, init) => globalThis.fetch(input, init)))
+      : createAuthFetch(this.#manager, target.connector, o.fetch ? { fetch: o.fetch } : {});
     return new Upstream({
       url: new URL(target.url),
       transport: o.transport ?? "auto",
-      fetch: authFetch,
+      fetch,
       ...(o.headers ? { headers: o.headers } : {}),
       clock: this.#clock,
       ...(o.connectTimeoutMs !== undefined ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
@@ -449,7 +455,7 @@ class StdioProxy {
    * end, and the next message starts a new one.
    */
   #armRefreshAhead(): void {
-    if (!this.#target || this.#state.kind !== "ready") return;
+    if (!this.#target || this.#target.open || this.#state.kind !== "ready") return;
     this.#active = false;
     const keeper = this.#manager.keep(this.#target.connector, {
       wanted: () => {
