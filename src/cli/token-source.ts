@@ -9,10 +9,11 @@
  * imported only then.
  */
 import { formatDuration } from "../core/duration.js";
-import { ConfigError } from "../core/errors.js";
+import { ConfigError, ProtocolError } from "../core/errors.js";
 import { assertConnectorName } from "../core/record.js";
 import { Secret } from "../core/secret.js";
 import { achievableMinTtl, DEFAULT_VIEW_POLICY, freshnessOf } from "../manager/view.js";
+import { isB64Token } from "../oauth/token-response.js";
 import { durationFlag, type FlagOptions, parseFlags } from "./args.js";
 import type { CliContext } from "./context.js";
 import { openCliStore } from "./runtime.js";
@@ -111,4 +112,20 @@ export async function cliAccessToken(
   } finally {
     await session.close();
   }
+}
+
+/**
+ * The token's value for a header (`curl -H "Authorization: Bearer $(tokenkeeper token NAME)"`,
+ * a headersHelper): a CR/LF or space in it would add a header or split the word. Tokens are
+ * validated when they arrive; one stored by an older version or a store writer is checked
+ * again here, the last step before a shell or an HTTP client sees it.
+ */
+export function printableToken(token: Secret, name: string): string {
+  const value = token.reveal();
+  if (!isB64Token(value))
+    throw new ProtocolError(
+      `the access token of "${name}" has characters outside RFC 6750 §2.1's b64token set; refusing to print it (run \`tokenkeeper login\` again)`,
+      { connector: name, field: "access_token", problem: "invalid_token_characters" },
+    );
+  return value;
 }

@@ -29,3 +29,17 @@ export function formatDuration(ms: number): string {
   const parts = [d && `${d}d`, h && `${h}h`, m && `${m}m`, s && `${s}s`].filter(Boolean).slice(0, 2);
   return sign + (parts.join("") || "0s");
 }
+
+/** The largest epoch-ms a Date can hold (ECMA-262 §21.4.1.1): beyond it toISOString() throws. */
+const MAX_DATE_MS = 8.64e15;
+
+/**
+ * An epoch-ms time as ISO 8601, or null when there is none or it is not a representable date.
+ * For display of stored values, which a broken server or an old record may have made absurd:
+ * showing them must never throw.
+ */
+export function isoTime(ms: number | null | undefined): string | null {
+  return typeof ms === "number" && Number.isFinite(ms) && Math.abs(ms) <= MAX_DATE_MS
+    ? new Date(ms).toISOString()
+    : null;
+}

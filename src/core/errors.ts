@@ -4,6 +4,7 @@
  * server text through scrubText() before it reaches a message or a field.
  */
 import { redact, scrubText } from "./secret.js";
+import { shellQuote } from "./shell-quote.js";
 
 export type ErrorCode =
   | "reauth_required"
@@ -59,7 +60,9 @@ export type ReauthReason =
   | "insufficient_scope"
   | "token_rejected"
   | "not_authorized"
-  | "access_denied";
+  | "access_denied"
+  /** The token endpoint's answer to a refresh was not a valid token response: the refresh token may be spent. */
+  | "invalid_token_response";
 
 export interface ReauthFields extends ErrorFields {
   connector: string;
@@ -205,7 +208,7 @@ export class InsufficientScopeError extends TokenkeeperError {
   constructor(connector: string, requiredScope: string | undefined, fields: ErrorFields = {}) {
     super(
       "insufficient_scope",
-      `the server requires scope "${requiredScope ?? "unknown"}" that connector "${connector}" was not granted; run \`tokenkeeper login --name ${connector} --scope "${requiredScope ?? "…"}"\` again`,
+      `the server requires scope "${requiredScope ?? "unknown"}" that connector "${connector}" was not granted; run \`tokenkeeper login --name ${shellQuote(connector)} --scope ${shellQuote(requiredScope ?? "…")}\` again`,
       { connector, requiredScope, ...fields },
     );
   }

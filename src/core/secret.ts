@@ -70,10 +70,54 @@ export function redact(value: unknown, depth = 0): unknown {
 export function scrubText(text: string, maxLength = 500): string {
   const scrubbed = text
     .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]*/g, REDACTED)
-    .replace(/\b(Bearer|Basic|DPoP)\s+[\w\-.~+/]+=*/gi, `$1 ${REDACTED}`)
+    // An Authorization credential: the scheme as a word of its own, in the spellings seen in
+    // headers (not the lower-case "basic" of a scope such as "mcp:basic mcp:write"), followed by a credential-sized b64token that is not a
+    // challenge parameter (`Bearer realm="…"`).
+    .replace(
+      /(?<![\w:./~+-])(Bearer|bearer|BEARER|Basic|BASIC|DPoP|DPOP|dpop)\s+[A-Za-z0-9\-._~+/]{6,}=*(?![A-Za-z0-9\-._~+/="])/g,
+      `$1 ${REDACTED}`,
+    )
     .replace(
       /([?&#](?:code|access_token|refresh_token|id_token|client_secret|code_verifier|state)=)[^&#\s]*/gi,
       `$1${REDACTED}`,
     );
   return scrubbed.length > maxLength ? `${scrubbed.slice(0, maxLength)}…` : scrubbed;
+}
+
+/**
+ * Control characters (C0, DEL, C1) and the Unicode format characters that reorder or hide text
+ * (bidi overrides and isolates, zero-width characters, line/paragraph separators): server text
+ * must not rewrite a terminal line, forge a log line or a second JSON field, or hide a value.
+ */
+const CONTROL_CHARS =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF]/g;
+/** Values shorter than this are not scrubbed from text: they are no secret, and would mangle it. */
+const MIN_SCRUBBED_LENGTH = 4;
+
+/**
+ * Text a server chose (error, error_description, a challenge's parameters), made safe to store,
+ * log and show: every exact value in `sent` — the credentials of the request it answers — and
+ * its percent-encoded spellings are replaced, control characters removed (tab, CR and LF become
+ * spaces), known token shapes scrubbed, and the result capped at `maxLength`.
+ *
+ * Pattern scrubbing alone cannot work: an opaque refresh token looks like any word. The request
+ * function knows exactly what it sent, so it passes those values here, at the boundary where
+ * the response is parsed, before anything is stored or shown.
+ */
+export function scrubServerText(text: string, sent: Iterable<string>, maxLength = 300): string {
+  // Controls removed first, so a secret split by them is whole again when it is looked for.
+  let out = text.replace(/[\t\r\n]+/g, " ").replace(CONTROL_CHARS, "");
+  const spellings = new Set<string>();
+  for (const value of sent) {
+    if (typeof value !== "string" || value.length < MIN_SCRUBBED_LENGTH) continue;
+    spellings.add(value);
+    spellings.add(encodeURIComponent(value));
+    spellings.add(new URLSearchParams({ v: value }).toString().slice(2));
+  }
+  // Longest first: a value that contains another is replaced whole.
+  for (const s of [...spellings].sort((a, b) => b.length - a.length)) {
+    if (s.length >= MIN_SCRUBBED_LENGTH) out = out.split(s).join(REDACTED);
+  }
+  return scrubText(out, maxLength);
 }

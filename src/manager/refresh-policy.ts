@@ -3,6 +3,7 @@
  * means, how long to wait before the next try. No I/O, no clock reads: time is a parameter.
  */
 import type { TokenSet } from "../core/record.js";
+import { shellQuote } from "../core/shell-quote.js";
 
 export const DEFAULT_REFRESH_AHEAD_MS = 5 * 60_000;
 
@@ -89,11 +90,15 @@ export function classifyOAuthError(
   }
 }
 
-/** The command a human runs to fix a connector that needs re-authorization. */
+/**
+ * The command a human runs to fix a connector that needs re-authorization. People paste it into
+ * a shell, and the URL and scope may come from a server (a scope from a WWW-Authenticate
+ * challenge can hold `$(…)`): every argument is single-quoted for POSIX shells.
+ */
 export function reauthAction(connector: string, mcpUrl: string, grant: string, scope?: string): string {
   const device = grant === "device_code" ? " --device" : "";
-  const scoped = scope ? ` --scope "${scope}"` : "";
-  return `run \`tokenkeeper login ${mcpUrl} --name ${connector}${device}${scoped}\``;
+  const scoped = scope ? ` --scope ${shellQuote(scope)}` : "";
+  return `run \`tokenkeeper login ${shellQuote(mcpUrl)} --name ${shellQuote(connector)}${device}${scoped}\``;
 }
 
 /**

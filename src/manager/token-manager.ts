@@ -11,6 +11,7 @@ import {
   ConflictError,
   LockTimeoutError,
   NotFoundError,
+  ProtocolError,
   type ReauthReason,
   ReauthRequiredError,
   TokenkeeperError,
@@ -22,6 +23,7 @@ import type { FetchLike } from "../oauth/http.js";
 import {
   clientCredentialsGrant,
   type GrantOutcome,
+  InvalidTokenResponseError,
   refreshGrant,
   TokenEndpointError,
 } from "../oauth/token-endpoint.js";
@@ -597,7 +599,7 @@ export class TokenManager {
     const outcome =
       record.grant === "client_credentials"
         ? await clientCredentialsGrant(record, deps)
-        : await refreshGrant(record, deps);
+        : await refreshGrant(record, deps).catch((error) => this.#afterInvalidAnswer(stored, error));
 
     const now = this.clock.now();
     const next: ConnectorRecord = {
@@ -637,6 +639,29 @@ export class TokenManager {
     const timeoutMs = Math.min(this.#requestTimeoutMs, leftMs - this.#leaseMarginMs);
     if (timeoutMs < Math.min(this.#requestTimeoutMs, MIN_REQUEST_MS)) throw new LeaseTooShort(leftMs);
     return timeoutMs;
+  }
+
+  /**
+   * A complete answer to our refresh that is not a valid token response: the server may have
+   * rotated the refresh token before it broke its answer, so sending it again could look like
+   * reuse and revoke the grant. Recorded durably (reauth_required), so no process sends it
+   * again; this caller gets the protocol error (76) saying what was wrong.
+   */
+  async #afterInvalidAnswer(stored: StoredRecord, error: unknown): Promise<never> {
+    if (!(error instanceof InvalidTokenResponseError)) throw error;
+    const detail = String(error.fields.detail ?? error.message);
+    const reauth = await this.#enterReauth(stored, "invalid_token_response", {
+      serverErrorDescription: detail,
+    });
+    throw new ProtocolError(
+      `${error.message}; the refresh token it answered may be spent and will not be sent again`,
+      {
+        ...error.fields,
+        connector: stored.record.name,
+        reason: "invalid_token_response",
+        action: reauth.action,
+      },
+    );
   }
 
   async #persistAndAnnounce(

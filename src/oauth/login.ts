@@ -14,7 +14,8 @@ import {
   initialState,
   type TokenSet,
 } from "../core/record.js";
-import type { Secret } from "../core/secret.js";
+import { isValidScope, validScope } from "../core/scope.js";
+import { type Secret, scrubText } from "../core/secret.js";
 import type { Store, StoredRecord } from "../store/types.js";
 import { assertPkceS256, browserLogin, DEFAULT_BROWSER_TIMEOUT_MS, type FlowDeps } from "./browser-login.js";
 import { privateKeyJwtClient } from "./client-auth.js";
@@ -129,16 +130,28 @@ export function defaultConnectorName(mcpUrl: string): string {
  * advertises it, since a refresh token is the whole point of an unattended connector.
  */
 export function chooseScope(
-  discovery: Pick<DiscoveryResult, "challenge" | "protectedResource" | "authorizationServer">,
+  discovery: Pick<DiscoveryResult, "challenge" | "protectedResource" | "authorizationServer" | "mcpUrl">,
   flow: LoginFlow,
   userScope?: string,
 ): string | undefined {
-  const base =
-    userScope?.trim() ||
-    discovery.challenge.scope ||
-    (discovery.protectedResource.metadata.scopes_supported?.length
-      ? discovery.protectedResource.metadata.scopes_supported.join(" ")
-      : undefined);
+  // The chosen scope is sent, stored, and printed in commands people paste into a shell:
+  // whichever source it comes from must be a valid RFC 6749 §3.3 scope.
+  const supported = discovery.protectedResource.metadata.scopes_supported;
+  let base: string | undefined;
+  if (userScope?.trim()) {
+    if (!isValidScope(userScope))
+      throw new ConfigError(
+        `--scope "${scrubText(userScope, 100)}" is not a valid OAuth scope: space-separated tokens of printable ASCII other than '"' and '\\' (RFC 6749 §3.3)`,
+      );
+    base = userScope;
+  } else if (discovery.challenge.scope) {
+    base = validScope(discovery.challenge.scope, `the WWW-Authenticate challenge of ${discovery.mcpUrl}`);
+  } else if (supported?.length) {
+    base = validScope(
+      supported.join(" "),
+      `scopes_supported in the protected resource metadata ${discovery.protectedResource.url ?? ""}`.trim(),
+    );
+  }
   const offline =
     flow !== "client_credentials" &&
     discovery.authorizationServer.metadata.scopes_supported?.includes("offline_access");

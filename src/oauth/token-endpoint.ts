@@ -17,7 +17,16 @@ import {
   isLoopbackHost,
   parseRetryAfter,
 } from "./http.js";
-import { estimateClockSkew, tokenSetFromResponse } from "./token-response.js";
+import { SentSecrets } from "./sent-secrets.js";
+import {
+  estimateClockSkew,
+  InvalidTokenResponseError,
+  type TokenResponseLike,
+  tokenResponseProblem,
+  tokenSetFromResponse,
+} from "./token-response.js";
+
+export { InvalidTokenResponseError } from "./token-response.js";
 
 export interface TokenEndpointDeps {
   clock: Clock;
@@ -89,8 +98,14 @@ export function oauthClientFor(record: ConnectorRecord): {
 
 /**
  * Sends one request through `send`, validates with `process`, and converts failures:
- * OAuth error bodies → TokenEndpointError; 5xx/429/HTML/garbled bodies → TransientError
- * (with Retry-After); network errors and timeouts are already TransientError from boundedFetch.
+ * OAuth error bodies → TokenEndpointError; 5xx/408/429 → TransientError (with Retry-After);
+ * network errors and timeouts are already TransientError from boundedFetch; any other complete
+ * answer that is not a valid token response (a redirect, a 200 without an access token, an
+ * unusable token type…) → InvalidTokenResponseError, a protocol error that is never retried.
+ *
+ * Every string the server chose is scrubbed of the credentials this request sent (recorded from
+ * the request itself, so no grant can forget one), stripped of control characters and capped
+ * here, before any error is built from it.
  */
 export async function callTokenEndpoint(
   record: ConnectorRecord,
@@ -108,18 +123,24 @@ export async function callTokenEndpoint(
   const ctx = oauthClientFor(record);
   const where = describeUrl(ctx.as.token_endpoint!);
   const http = boundedFetch({ clock: deps.clock, fetch: deps.fetch, timeoutMs: deps.timeoutMs });
+  const sent = new SentSecrets().add(record.client.clientSecret?.reveal());
   const sentAt = deps.clock.now();
   const response = await send(ctx, {
-    [oauth.customFetch]: (url, init) => http(url, init as RequestInit),
+    [oauth.customFetch]: (url, init) => {
+      sent.noteRequest(init as RequestInit);
+      return http(url, init as RequestInit);
+    },
     ...(ctx.insecure ? { [oauth.allowInsecureRequests]: true } : {}),
     additionalParameters: { resource: record.server.resource },
   });
   const receivedAt = deps.clock.now();
   const dateHeader = response.headers.get("date");
 
-  if (response.status >= 500 || response.status === 429) {
+  // 5xx and 429 (RFC 9110 §15.6, RFC 6585 §4), and 408 (the server did not take the request):
+  // nothing was decided, asking again later is right.
+  if (response.status >= 500 || response.status === 429 || response.status === 408) {
     const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), receivedAt);
-    const body = await safeOAuthError(response.clone());
+    const body = await safeOAuthError(response.clone(), sent);
     throw new TransientError(`${where} answered ${response.status}${body?.error ? ` ${body.error}` : ""}`, {
       url: where,
       status: response.status,
@@ -127,13 +148,27 @@ export async function callTokenEndpoint(
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     });
   }
+  if (response.status >= 300 && response.status < 400) {
+    // RFC 6749 §5.1/§5.2: the token endpoint answers the request itself; following a redirect
+    // would send the credentials somewhere nobody vetted (boundedFetch never follows one).
+    throw new InvalidTokenResponseError(
+      where,
+      response.status,
+      `a ${response.status} redirect${response.headers.get("location") ? ` to ${sent.scrub(describeUrl(response.headers.get("location") ?? ""), 200)}` : ""} instead of a token response (token endpoints must answer directly; the redirect was not followed)`,
+    );
+  }
 
   let result: oauth.TokenEndpointResponse;
   try {
     result = await process(ctx, response);
   } catch (cause) {
     if (cause instanceof oauth.ResponseBodyError) {
-      throw new TokenEndpointError(cause.status, cause.error, cause.error_description, where);
+      throw new TokenEndpointError(
+        cause.status,
+        oauthErrorCode(cause.error, sent),
+        typeof cause.error_description === "string" ? sent.scrub(cause.error_description, 300) : undefined,
+        where,
+      );
     }
     if (cause instanceof oauth.WWWAuthenticateChallengeError) {
       throw new TokenEndpointError(
@@ -143,15 +178,20 @@ export async function callTokenEndpoint(
         where,
       );
     }
-    // A 2xx whose body is not a valid token response (HTML from a proxy, truncated JSON): the
-    // answer was lost in transit, not a verdict on the grant. Retrying is the only option; a
-    // server that already rotated may then reject the old refresh token.
-    const detail = cause instanceof Error ? scrubText(cause.message, 200) : "invalid response";
-    throw new TransientError(`${where} sent an invalid token response (${response.status}): ${detail}`, {
-      url: where,
-      status: response.status,
-      kind: "invalid_response",
-    });
+    // A complete answer that is not a token response (no access_token, a token_type that is not
+    // a string, a negative expires_in, a body that is not JSON): the server's verdict, not a
+    // transport accident. oauth4webapi's messages name the field, never its value.
+    // Our own description of the body when there is one (it says what is wrong in the terms of
+    // the RFCs), else oauth4webapi's message, which names the field, never its value.
+    const body = (cause as { cause?: { body?: unknown } } | undefined)?.cause?.body;
+    const ours =
+      body && typeof body === "object" ? tokenResponseProblem(body as TokenResponseLike) : undefined;
+    const detail =
+      ours ??
+      (cause instanceof Error
+        ? sent.scrub(cause.message.replace(/^"response" body /, ""), 200)
+        : "invalid response");
+    throw new InvalidTokenResponseError(where, response.status, detail);
   }
 
   const skewMs = estimateClockSkew({ sentAt, receivedAt, dateHeader, accessToken: result.access_token });
@@ -161,6 +201,8 @@ export async function callTokenEndpoint(
     response: result as unknown as Parameters<typeof tokenSetFromResponse>[0]["response"],
     receivedAt,
     previous,
+    where,
+    status: response.status,
     ...(expirySkewMs !== undefined ? { skewMs: expirySkewMs } : {}),
     ...(record.settings.refreshTokenLifetimeMs !== undefined
       ? { refreshTokenLifetimeMs: record.settings.refreshTokenLifetimeMs }
@@ -170,10 +212,23 @@ export async function callTokenEndpoint(
   return { tokens, rotated, ...(skewMs !== undefined ? { skewMs } : {}) };
 }
 
-async function safeOAuthError(response: Response): Promise<{ error?: string } | undefined> {
+/**
+ * RFC 6749 §5.2: error = 1*( %x20-21 / %x23-5B / %x5D-7E ). Anything else (or anything longer
+ * than a real error code) is server text, scrubbed and capped like a description.
+ */
+function oauthErrorCode(value: unknown, sent: SentSecrets): string {
+  if (typeof value !== "string" || value === "") return "invalid_response";
+  const clean = sent.scrub(value, 64);
+  return /^[\x20\x21\x23-\x5B\x5D-\x7E]+$/.test(clean) ? clean : "invalid_response";
+}
+
+async function safeOAuthError(
+  response: Response,
+  sent: SentSecrets,
+): Promise<{ error?: string } | undefined> {
   try {
     const body = (await response.json()) as { error?: unknown };
-    return typeof body?.error === "string" ? { error: body.error.slice(0, 64) } : undefined;
+    return typeof body?.error === "string" ? { error: oauthErrorCode(body.error, sent) } : undefined;
   } catch {
     return undefined;
   }

@@ -4,9 +4,87 @@
  * the response arrived, so a token set read back from the store later means the same thing, and
  * every consumer (manager, status, ensure, run, proxy, SDK provider) decides by the same value.
  */
+import { ProtocolError } from "../core/errors.js";
 import { peekJwtClaims } from "../core/jwt.js";
 import type { TokenSet } from "../core/record.js";
+import { isValidScope } from "../core/scope.js";
 import { Secret } from "../core/secret.js";
+
+/**
+ * The longest access-token lifetime Tokenkeeper believes. A server that says `expires_in`
+ * 1e13 means "long"; storing it literally would put the expiry past the largest date a
+ * program can print. Longer lifetimes are cut to this: the token is refreshed a year early.
+ */
+export const MAX_ACCESS_TOKEN_LIFETIME_S = 366 * 86_400;
+/** The same bound for a refresh token's stated lifetime (non-standard refresh_token_expires_in). */
+export const MAX_REFRESH_TOKEN_LIFETIME_S = 10 * 366 * 86_400;
+/** Far above real tokens (large JWTs are a few KiB); bounds what is stored and sent in headers. */
+export const MAX_TOKEN_LENGTH = 16 * 1024;
+
+/** RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+/** Whether `token` can go into an Authorization header as is (RFC 6750 §2.1 b64token, bounded). */
+export function isB64Token(token: string): boolean {
+  return token.length <= MAX_TOKEN_LENGTH && B64TOKEN.test(token);
+}
+
+/** RFC 6749 Appendix A.17: refresh-token = 1*VSCHAR (%x20-7E). */
+const VSCHARS = /^[\x20-\x7E]+$/;
+
+/**
+ * A complete answer from the token endpoint that is not a usable token response. It is the
+ * server's verdict, not a network accident: the request is not sent again with the same
+ * credentials (a server that rotated the refresh token before answering would take a second
+ * use as reuse and revoke the grant).
+ */
+export class InvalidTokenResponseError extends ProtocolError {
+  constructor(where: string, status: number, detail: string) {
+    super(`${where} sent an invalid token response (HTTP ${status}): ${detail}`, {
+      url: where,
+      status,
+      problem: "invalid_token_response",
+      detail,
+    });
+  }
+}
+
+/**
+ * What is wrong with a token response that oauth4webapi accepted, or undefined when nothing is.
+ * Never quotes the server's values (they are unvalidated text and may hold secrets).
+ */
+export function tokenResponseProblem(response: TokenResponseLike): string | undefined {
+  const type = typeof response.token_type === "string" ? response.token_type.toLowerCase() : undefined;
+  if (type === "dpop")
+    return "token_type is DPoP: the token is bound to a proof-of-possession key (RFC 9449), which Tokenkeeper does not support, so it could not be used; configure the client or server for Bearer tokens";
+  if (type !== "bearer")
+    return `token_type ${type === undefined ? "is missing or not a string" : /^[a-z0-9_.-]{1,20}$/.test(type) ? `"${type}" is not Bearer` : "is not Bearer"} (Tokenkeeper uses Bearer tokens, RFC 6750)`;
+  if (typeof response.access_token !== "string" || response.access_token.length === 0)
+    return "access_token is missing";
+  if (response.access_token.length > MAX_TOKEN_LENGTH)
+    return `access_token is longer than ${MAX_TOKEN_LENGTH} characters`;
+  if (!B64TOKEN.test(response.access_token))
+    return "access_token has characters outside RFC 6750 §2.1's b64token set (it could not be sent in an Authorization header safely)";
+  if (response.refresh_token !== undefined) {
+    if (typeof response.refresh_token !== "string" || response.refresh_token.length === 0)
+      return "refresh_token is empty or not a string";
+    if (response.refresh_token.length > MAX_TOKEN_LENGTH)
+      return `refresh_token is longer than ${MAX_TOKEN_LENGTH} characters`;
+    if (!VSCHARS.test(response.refresh_token))
+      return "refresh_token has characters outside printable ASCII (RFC 6749 Appendix A.17)";
+  }
+  if (response.expires_in !== undefined) {
+    const e = response.expires_in;
+    if (typeof e !== "number" || !Number.isFinite(e)) return "expires_in is not a number";
+    if (e <= 0) return "expires_in is not positive (a token that is already expired cannot be used)";
+  }
+  // An empty scope is read as no scope (some servers send ""), not as an invalid one.
+  if (
+    response.scope !== undefined &&
+    (typeof response.scope !== "string" || (response.scope.trim() !== "" && !isValidScope(response.scope)))
+  )
+    return "scope is not a valid OAuth scope (RFC 6749 §3.3)";
+  return undefined;
+}
 
 export interface TokenResponseLike {
   access_token: string;
@@ -30,22 +108,37 @@ export interface TokenSetInput {
   refreshTokenLifetimeMs?: number;
   /** Scope requested, used when the server omits `scope` (RFC 6749 §5.1: then it equals the request). */
   requestedScope?: string;
+  /** Names the response's origin in an InvalidTokenResponseError (default "the token endpoint"). */
+  where?: string;
+  /** The HTTP status of the response, for the same error (default 200). */
+  status?: number;
 }
 
+/**
+ * Validates (tokenResponseProblem: refuses with InvalidTokenResponseError) and converts. Every
+ * path that stores tokens from a server comes through here, so nothing unvalidated is stored.
+ */
 export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; rotated: boolean } {
   const { response, receivedAt, previous } = input;
+  const problem = tokenResponseProblem(response);
+  if (problem)
+    throw new InvalidTokenResponseError(input.where ?? "the token endpoint", input.status ?? 200, problem);
   const expiresIn =
-    typeof response.expires_in === "number" &&
-    Number.isFinite(response.expires_in) &&
-    response.expires_in >= 0
-      ? response.expires_in
+    typeof response.expires_in === "number"
+      ? Math.min(response.expires_in, MAX_ACCESS_TOKEN_LIFETIME_S)
       : undefined;
-  const { expiresAt, grantedExpiresAt } = effectiveExpiry({
+  const expiry = effectiveExpiry({
     receivedAt,
     ...(expiresIn !== undefined ? { expiresInS: expiresIn } : {}),
     ...jwtExp(response.access_token),
     ...(input.skewMs !== undefined ? { skewMs: input.skewMs } : {}),
   });
+  // A JWT `exp` or a Date header can be anything: whatever they say, the stored times stay
+  // within [epoch, arrival + MAX_ACCESS_TOKEN_LIFETIME_S], dates every program can print.
+  const bound = (t: number | null) =>
+    t === null ? null : Math.max(0, Math.min(t, receivedAt + MAX_ACCESS_TOKEN_LIFETIME_S * 1000));
+  const expiresAt = bound(expiry.expiresAt);
+  const grantedExpiresAt = bound(expiry.grantedExpiresAt);
 
   const newRefresh = response.refresh_token ? new Secret(response.refresh_token) : undefined;
   // RFC 6749 §6: the server MAY issue a new refresh token; if it does not, the old one stays valid.
@@ -60,7 +153,7 @@ export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; 
   let refreshTokenExpiresAt: number | null | undefined = previous?.refreshTokenExpiresAt;
   const rtIn = response.refresh_token_expires_in;
   if (freshRefresh && typeof rtIn === "number" && Number.isFinite(rtIn) && rtIn > 0) {
-    refreshTokenExpiresAt = receivedAt + Math.floor(rtIn * 1000);
+    refreshTokenExpiresAt = receivedAt + Math.floor(Math.min(rtIn, MAX_REFRESH_TOKEN_LIFETIME_S) * 1000);
   } else if (refreshTokenExpiresAt == null && input.refreshTokenLifetimeMs !== undefined) {
     refreshTokenExpiresAt = (refreshTokenIssuedAt ?? receivedAt) + input.refreshTokenLifetimeMs;
   }
@@ -73,7 +166,8 @@ export function tokenSetFromResponse(input: TokenSetInput): { tokens: TokenSet; 
   };
   if (grantedExpiresAt !== null) tokens.grantedExpiresAt = grantedExpiresAt;
   if (refreshToken) tokens.refreshToken = refreshToken;
-  const scope = response.scope ?? previous?.scope ?? input.requestedScope;
+  const granted = response.scope?.split(" ").filter(Boolean).join(" ") || undefined;
+  const scope = granted ?? previous?.scope ?? input.requestedScope;
   if (scope !== undefined) tokens.scope = scope;
   if (refreshToken && refreshTokenIssuedAt !== undefined) tokens.refreshTokenIssuedAt = refreshTokenIssuedAt;
   if (refreshToken && refreshTokenExpiresAt !== undefined)

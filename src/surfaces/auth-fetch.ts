@@ -5,8 +5,11 @@
  * a human must log in again — never a bare 401 for the caller to misread as "tool failed".
  */
 import { ReauthRequiredError, TransientError } from "../core/errors.js";
+import { validScope } from "../core/scope.js";
+import { scrubServerText } from "../core/secret.js";
+import { reauthAction } from "../manager/refresh-policy.js";
 import type { AccessToken, TokenManager } from "../manager/token-manager.js";
-import type { FetchLike } from "../oauth/http.js";
+import { describeUrl, type FetchLike } from "../oauth/http.js";
 import { mergeScopes, parseBearerChallenge } from "../oauth/www-authenticate.js";
 
 export interface AuthFetchOptions {
@@ -36,10 +39,11 @@ export function createAuthFetch(
       await response.body?.cancel().catch(() => {});
       // RFC 6750 §3.1: invalid_token (or no error at all, for a token the server does not know).
       if (challenge?.error && challenge.error !== "invalid_token") {
-        throw new TransientError(`the server rejected the request with 401 ${challenge.error}`, {
+        const error = serverText(challenge.error, token, 64);
+        throw new TransientError(`the server rejected the request with 401 ${error}`, {
           connector,
           status: 401,
-          serverError: challenge.error,
+          serverError: error,
         });
       }
       const renewed = await manager.refreshAfterRejection(connector, token.token);
@@ -52,15 +56,17 @@ export function createAuthFetch(
       // A server that answered 401 did not process the request: sending it again is safe.
       const retried = await base(url, withToken(request, renewed));
       if (retried.status === 403 && isInsufficientScope(retried))
-        return throwInsufficientScope(manager, connector, retried);
+        return throwInsufficientScope(manager, connector, retried, renewed, url);
       if (retried.status !== 401) return retried;
       await retried.body?.cancel().catch(() => {});
       // A token fresh from the authorization server is still refused: the grant no longer
       // authorizes this resource (revoked, or the audience changed). Only a human can fix that.
       const again = parseBearerChallenge(retried.headers.get("www-authenticate"));
       throw await manager.markReauthRequired(connector, "token_rejected", {
-        serverError: again?.error ?? "invalid_token",
-        ...(again?.errorDescription ? { serverErrorDescription: again.errorDescription } : {}),
+        serverError: again?.error ? serverText(again.error, renewed, 64) : "invalid_token",
+        ...(again?.errorDescription
+          ? { serverErrorDescription: serverText(again.errorDescription, renewed, 300) }
+          : {}),
       });
     }
 
@@ -70,11 +76,11 @@ export function createAuthFetch(
       // Step-up (MCP authorization, "Scope Challenge Handling"): a person may have run
       // `login --scope` since this token was handed out; the store then holds a token to retry with.
       const newer = replayable ? await manager.newerToken(connector, token.token) : undefined;
-      if (!newer) return throwInsufficientScope(manager, connector, response);
+      if (!newer) return throwInsufficientScope(manager, connector, response, token, url);
       await response.body?.cancel().catch(() => {});
       const retried = await base(url, withToken(request, newer));
       if (retried.status === 403 && isInsufficientScope(retried))
-        return throwInsufficientScope(manager, connector, retried);
+        return throwInsufficientScope(manager, connector, retried, newer, url);
       if (retried.status !== 401) return retried;
       return handleUnauthorized(retried, newer);
     }
@@ -118,18 +124,35 @@ async function throwInsufficientScope(
   manager: TokenManager,
   connector: string,
   response: Response,
+  sent: AccessToken,
+  url: string | URL,
 ): Promise<never> {
   const challenge = parseBearerChallenge(response.headers.get("www-authenticate")) ?? {};
   await response.body?.cancel().catch(() => {});
+  // The scope ends up in a command line a person pastes: refuse anything RFC 6749 §3.3 does not allow.
+  const required =
+    challenge.scope !== undefined
+      ? validScope(
+          challenge.scope,
+          `the insufficient_scope challenge (WWW-Authenticate) of ${describeUrl(url)}`,
+        )
+      : undefined;
   const view = manager.view(connector);
-  const scope = mergeScopes(view?.scope, challenge.scope) ?? "";
+  const scope = mergeScopes(view?.scope, required);
   throw new ReauthRequiredError({
     connector,
     reason: "insufficient_scope",
     since: manager.clock.now(),
-    action: `run \`tokenkeeper login ${view?.mcpUrl ?? "<mcp-server-url>"} --name ${connector} --scope "${scope}"\``,
+    action: reauthAction(connector, view?.mcpUrl ?? "<mcp-server-url>", view?.grant ?? "", scope),
     serverError: "insufficient_scope",
-    ...(challenge.errorDescription ? { serverErrorDescription: challenge.errorDescription } : {}),
-    ...(challenge.scope ? { requiredScope: challenge.scope } : {}),
+    ...(challenge.errorDescription
+      ? { serverErrorDescription: serverText(challenge.errorDescription, sent, 300) }
+      : {}),
+    ...(required ? { requiredScope: required } : {}),
   });
+}
+
+/** Text from the resource server, without the access token that was sent to it (see scrubServerText). */
+function serverText(text: string, sent: AccessToken, maxLength: number): string {
+  return scrubServerText(text, [sent.token.reveal()], maxLength);
 }

@@ -8,6 +8,7 @@
  * (error messages are already scrubbed by the error classes).
  */
 import { z } from "zod";
+import { isoTime as safeIso } from "../core/duration.js";
 import {
   EXIT,
   exitCodeFor,
@@ -69,16 +70,14 @@ export interface RecordTimes {
   refreshTokenExpiresAt?: number | null;
 }
 
-function iso(ms: number | null | undefined): string | null {
-  return typeof ms === "number" && Number.isFinite(ms) ? new Date(ms).toISOString() : null;
-}
+const iso = safeIso;
 
 function base(connector: string, times: RecordTimes) {
   return {
     connector,
     expires_at: iso(times.expiresAt),
     refresh_token_expires_at: iso(times.refreshTokenExpiresAt),
-    at: new Date(times.now).toISOString(),
+    at: iso(times.now) ?? new Date(0).toISOString(),
   };
 }
 

@@ -95,7 +95,7 @@ describe("tokenkeeper ensure", () => {
       assert.equal(record.status, "skipped");
       assert.equal(record.reason, "invalid_grant");
       assert.equal(record.code, "reauth_required");
-      assert.match(record.action ?? "", /tokenkeeper login .* --name revoked/);
+      assert.match(record.action ?? "", /tokenkeeper login .* --name 'revoked'/);
       assert.equal(hook.bodies.length, 1);
       assert.equal((hook.bodies[0] as { event: string }).event, "reauth_required");
       assert.equal((hook.bodies[0] as { connector: string }).connector, "revoked");

@@ -61,7 +61,7 @@ describe("tokenkeeper keepalive", () => {
     const record = skipRecordSchema.parse(r.lines[0]);
     assert.equal(record.status, "degraded");
     assert.equal(record.reason, "refresh_token_expiring");
-    assert.match(record.action ?? "", /tokenkeeper login .* --name short/);
+    assert.match(record.action ?? "", /tokenkeeper login .* --name 'short'/);
     assert.ok(record.refresh_token_expires_at);
     assert.equal(hook.bodies.length, 1);
     assert.equal((hook.bodies[0] as { event: string }).event, "refresh_token_expiring");

@@ -217,7 +217,7 @@ describe("TokenManager against a real authorization server", () => {
     assert.equal(error.code, "reauth_required");
     assert.equal(error.reason, "invalid_grant");
     assert.equal(error.fields.serverError, "invalid_grant");
-    assert.match(error.action, /tokenkeeper login .* --name c\d+/);
+    assert.match(error.action, /tokenkeeper login .* --name 'c\d+'/);
     assert.equal(refreshGrants(), 1, "exactly one request to the token endpoint");
     const record = await stored();
     assert.equal(record.state.health, "reauth_required");

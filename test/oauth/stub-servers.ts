@@ -106,6 +106,47 @@ export interface FakeOAuth extends StubServer {
   /** The last parameters the authorization endpoint received. */
   lastAuthorization?: URLSearchParams;
   lastTokenRequest?: URLSearchParams;
+  /** Token requests with this grant_type, in order (e.g. to count refreshes). */
+  tokenRequestsOf(grantType: string): URLSearchParams[];
+  /**
+   * Every secret value this server issued or received so far: access and refresh tokens and
+   * client secrets it handed out, codes, verifiers, device codes, client secrets and
+   * assertions sent to its token endpoint, and Basic credentials. For exact-value scans of
+   * everything Tokenkeeper printed, stored as status, logged or sent.
+   */
+  secrets(): string[];
+  /** Adds values a test's own hostile responses issued (tokens it made up) to secrets(). */
+  noteSecret(...values: string[]): void;
+}
+
+/** Form parameters that carry a credential in a request to an authorization server. */
+export const CREDENTIAL_PARAMS = [
+  "refresh_token",
+  "code",
+  "code_verifier",
+  "client_secret",
+  "client_assertion",
+  "device_code",
+  "token",
+];
+
+/** The secret values a request carried (credential parameters, a Basic or Bearer credential). */
+export function secretsInRequest(req: StubRequest): string[] {
+  const out: string[] = [];
+  if (req.method === "POST") {
+    const form = new URLSearchParams(req.body);
+    for (const name of CREDENTIAL_PARAMS) out.push(...form.getAll(name));
+  }
+  const auth = req.headers.authorization;
+  const m = typeof auth === "string" ? /^(\S+)\s+(\S+)/.exec(auth) : null;
+  if (m) {
+    out.push(m[2]!);
+    if (m[1]!.toLowerCase() === "basic") {
+      const decoded = Buffer.from(m[2]!, "base64").toString("utf8");
+      out.push(decodeURIComponent(decoded.slice(decoded.indexOf(":") + 1)));
+    }
+  }
+  return out.filter((v) => v.length >= 4);
 }
 
 /**
@@ -117,6 +158,7 @@ export async function startFakeOAuth(options: FakeOAuthOptions = {}): Promise<Fa
   const counts = { registrations: 0, tokenRequests: 0, authorizations: 0, revocations: 0 };
   const state: { lastAuthorization?: URLSearchParams; lastTokenRequest?: URLSearchParams } = {};
   const codes = new Map<string, { challenge: string; redirectUri: string }>();
+  const issued = new Set<string>();
 
   const metadataPath = (() => {
     switch (options.metadataAt ?? "oauth") {
@@ -182,12 +224,14 @@ export async function startFakeOAuth(options: FakeOAuthOptions = {}): Promise<Fa
       counts.registrations++;
       const body = JSON.parse(req.body) as Record<string, unknown>;
       const confidential = body.token_endpoint_auth_method !== "none";
+      const clientSecret = randomBytes(16).toString("hex");
+      if (confidential) issued.add(clientSecret);
       return {
         status: 201,
         json: {
           ...body,
           client_id: `dyn-${randomBytes(6).toString("hex")}`,
-          ...(confidential ? { client_secret: randomBytes(16).toString("hex") } : {}),
+          ...(confidential ? { client_secret: clientSecret } : {}),
         },
       };
     }
@@ -222,13 +266,16 @@ export async function startFakeOAuth(options: FakeOAuthOptions = {}): Promise<Fa
             json: { error: "invalid_grant", error_description: "PKCE verification failed" },
           };
       }
+      const accessToken = `at-${randomBytes(12).toString("hex")}`;
+      const refreshToken = `rt-${randomBytes(12).toString("hex")}`;
+      issued.add(accessToken).add(refreshToken);
       return {
         headers: { "cache-control": "no-store" },
         json: {
-          access_token: `at-${randomBytes(12).toString("hex")}`,
+          access_token: accessToken,
           token_type: "Bearer",
           expires_in: 600,
-          refresh_token: `rt-${randomBytes(12).toString("hex")}`,
+          refresh_token: refreshToken,
           scope: "tools",
         },
       };
@@ -246,5 +293,14 @@ export async function startFakeOAuth(options: FakeOAuthOptions = {}): Promise<Fa
   }) as FakeOAuth;
   Object.defineProperty(fake, "lastAuthorization", { get: () => state.lastAuthorization });
   Object.defineProperty(fake, "lastTokenRequest", { get: () => state.lastTokenRequest });
+  fake.tokenRequestsOf = (grantType) =>
+    stub.requests
+      .filter((r) => r.method === "POST" && r.url.pathname === `${issuerPath}/token`)
+      .map((r) => new URLSearchParams(r.body))
+      .filter((p) => p.get("grant_type") === grantType);
+  fake.noteSecret = (...values) => {
+    for (const v of values) issued.add(v);
+  };
+  fake.secrets = () => [...new Set([...issued, ...stub.requests.flatMap(secretsInRequest)])];
   return fake;
 }

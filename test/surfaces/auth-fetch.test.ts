@@ -104,7 +104,7 @@ describe("createAuthFetch", () => {
       assert.equal(refused.reason, "insufficient_scope");
       assert.equal(refused.fields.requiredScope?.includes("mcp:admin"), true);
       assert.match(refused.message, /mcp:admin/);
-      assert.match(refused.action, /--scope "[^"]*mcp:admin/);
+      assert.match(refused.action, /--scope '[^']*mcp:admin[^']*'`$/);
       // Other tools still work: a missing scope is not a dead grant.
       const ok = await client.callTool({ name: "echo", arguments: { text: "still here" } });
       assert.notEqual(ok.isError, true);

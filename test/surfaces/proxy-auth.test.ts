@@ -74,7 +74,7 @@ describe("tokenkeeper proxy when the grant is revoked mid-session", () => {
       const e = firstError.error;
       assert.ok(e instanceof McpError && e.code === REAUTH, String(e));
       assert.match(e.message, /needs a human to re-authorize: invalid_grant/);
-      assert.match(e.message, /tokenkeeper login .* --name short/);
+      assert.match(e.message, /tokenkeeper login .* --name 'short'/);
       const data = e.data as {
         status: string;
         reason: string;

@@ -78,7 +78,7 @@ describe("tokenkeeper proxy relays MCP both ways", () => {
           e instanceof McpError &&
           e.code === -32030 &&
           /insufficient_scope/.test(e.message) &&
-          /tokenkeeper login .* --scope "[^"]*mcp:admin[^"]*"/.test(e.message),
+          /tokenkeeper login .* --scope '[^']*mcp:admin[^']*'/.test(e.message),
       );
       assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "ok" } })), "ok");
       assert.match(proxy.stderr(), /"reason":"insufficient_scope"/);

@@ -9,7 +9,7 @@
 import { EXIT } from "../../core/errors.js";
 import { scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
-import { cliAccessToken, parseTokenArgs, TOKEN_HELP } from "../token-source.js";
+import { cliAccessToken, parseTokenArgs, printableToken, TOKEN_HELP } from "../token-source.js";
 
 const USAGE = `Usage: tokenkeeper headers NAME [--min-ttl DURATION] [options]
 
@@ -33,6 +33,6 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   const { name, minTtlMs, flags } = parseTokenArgs(args);
   const token = await cliAccessToken(name, minTtlMs, flags, ctx);
   // RFC 6750 §2.1: the Bearer scheme; the token is all the value holds.
-  ctx.stdout.write(`${JSON.stringify({ Authorization: `Bearer ${token.reveal()}` })}\n`);
+  ctx.stdout.write(`${JSON.stringify({ Authorization: `Bearer ${printableToken(token, name)}` })}\n`);
   return EXIT.ok;
 }

@@ -7,7 +7,7 @@
  * (never by serializing the record), and keys avoid names like `access_token` on purpose.
  */
 
-import { formatDuration } from "../../core/duration.js";
+import { formatDuration, isoTime } from "../../core/duration.js";
 import { ConfigError, EXIT, NotFoundError, StoreCorruptError } from "../../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../../core/record.js";
 import { scrubText } from "../../core/secret.js";
@@ -118,9 +118,8 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   }
 }
 
-function iso(ms: number | null | undefined): string | null {
-  return typeof ms === "number" && Number.isFinite(ms) ? new Date(ms).toISOString() : null;
-}
+/** Never throws, whatever the store holds: status is how a person looks at a broken record. */
+const iso = isoTime;
 
 export function connectorStatus(r: ConnectorRecord, now: number): ConnectorStatus {
   const t = r.tokens;
@@ -136,7 +135,7 @@ export function connectorStatus(r: ConnectorRecord, now: number): ConnectorStatu
     health: s.health,
     has_tokens: t !== null,
     access_token_expires_at: iso(t?.expiresAt),
-    access_token_ttl_ms: t?.expiresAt == null ? null : t.expiresAt - now,
+    access_token_ttl_ms: t?.expiresAt == null || iso(t.expiresAt) === null ? null : t.expiresAt - now,
     access_token_granted_expires_at: iso(t?.grantedExpiresAt),
     refresh_token_present: Boolean(t?.refreshToken),
     refresh_token_issued_at: iso(rtIssued),
@@ -149,7 +148,7 @@ export function connectorStatus(r: ConnectorRecord, now: number): ConnectorStatu
           code: s.lastError.code,
           error: s.lastError.error ?? null,
           description: s.lastError.description ? scrubText(s.lastError.description, 300) : null,
-          at: new Date(s.lastError.at).toISOString(),
+          at: iso(s.lastError.at) ?? "unknown",
         }
       : null,
     refresh_count: s.refreshCount,
@@ -158,14 +157,14 @@ export function connectorStatus(r: ConnectorRecord, now: number): ConnectorStatu
     reauth: s.reauth
       ? {
           reason: s.reauth.reason,
-          since: new Date(s.reauth.since).toISOString(),
+          since: iso(s.reauth.since) ?? "unknown",
           action: s.reauth.action,
           required_scope: s.reauth.requiredScope ?? null,
         }
       : null,
     notified_at: iso(s.notifiedAt),
     expiry_warned_at: iso(s.expiryWarnedAt),
-    updated_at: new Date(r.updatedAt).toISOString(),
+    updated_at: iso(r.updatedAt) ?? "unknown",
   };
 }
 

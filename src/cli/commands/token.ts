@@ -13,7 +13,7 @@ import { EXIT } from "../../core/errors.js";
 import { scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
 import { readRejectedToken } from "../rejected-token.js";
-import { cliAccessToken, parseTokenArgs, TOKEN_HELP } from "../token-source.js";
+import { cliAccessToken, parseTokenArgs, printableToken, TOKEN_HELP } from "../token-source.js";
 
 const USAGE = `Usage: tokenkeeper token NAME [--min-ttl DURATION] [--rejected] [options]
 
@@ -45,6 +45,6 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     ctx,
     rejected ? { rejected: await readRejectedToken(ctx) } : {},
   );
-  ctx.stdout.write(`${token.reveal()}\n`);
+  ctx.stdout.write(`${printableToken(token, name)}\n`);
   return EXIT.ok;
 }
