@@ -38,7 +38,7 @@ export interface HostileBehaviour {
   code?: (params: URLSearchParams, origin: string) => StubResponse | undefined;
   /** The refresh-token grant. */
   refresh?: (params: URLSearchParams, origin: string) => StubResponse | undefined;
-  /** The MCP server, for requests that carry a token. */
+  /** The MCP server, for requests that carry a token (others get the 401 challenge). */
   mcp?: (req: StubRequest) => StubResponse | undefined;
 }
 
@@ -85,7 +85,8 @@ export async function startHostile(options: FakeOAuthOptions = {}): Promise<Host
             : undefined;
       return custom ?? options.token?.(p);
     },
-    mcp: (req) => on.mcp?.(req) ?? options.mcp?.(req),
+    // The hostile MCP hook answers requests that carry a token; the rest get the usual 401.
+    mcp: (req, o) => (req.headers.authorization ? on.mcp?.(req) : undefined) ?? options.mcp?.(req, o),
   });
   origin = fake.origin;
   const home = await mkdtemp(join(tmpdir(), "tk-hostile-"));
