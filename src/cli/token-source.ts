@@ -103,7 +103,9 @@ export async function cliAccessToken(
   }
 
   const { openUnattended } = await import("./unattended.js");
-  const session = await openUnattended(ctx, flags);
+  // One-shot: a token still good for --min-ttl is printed without starting a refresh that
+  // would hold the exit up (see the note in commands/token.ts).
+  const session = await openUnattended(ctx, flags, { oneShot: true });
   try {
     // Once for every reporter of the same token, across processes; none if the store moved on.
     if (rejected) await session.manager.refreshAfterRejection(name, rejected, { signal: ctx.signal });

@@ -28,8 +28,21 @@ export interface UnattendedSession {
   close(): Promise<void>;
 }
 
+export interface UnattendedMode {
+  /**
+   * The command answers once and exits (token, ensure, keepalive --once): its manager never
+   * starts a background refresh, so nothing holds the exit up and no request is ever abandoned
+   * half-way (see TokenManagerOptions.backgroundRefresh).
+   */
+  oneShot?: boolean;
+}
+
 /** A manager for one command, its events logged and its reauth transitions announced. */
-export async function openUnattended(ctx: CliContext, flags: UnattendedFlags): Promise<UnattendedSession> {
+export async function openUnattended(
+  ctx: CliContext,
+  flags: UnattendedFlags,
+  mode: UnattendedMode = {},
+): Promise<UnattendedSession> {
   const timeoutMs = durationFlag("--timeout", flags.timeout ?? "30s");
   // Opened last of the cheap steps: a bad webhook URL must not leave the events file open.
   let events: EventsLog | undefined;
@@ -65,6 +78,7 @@ export async function openUnattended(ctx: CliContext, flags: UnattendedFlags): P
     // How long one refresh keeps retrying a failing token endpoint before reporting "transient".
     retry: { deadlineMs: timeoutMs },
     lock: { waitMs: Math.min(20_000, timeoutMs) },
+    ...(mode.oneShot ? { backgroundRefresh: false } : {}),
   });
   const unlog = logManagerEvents(manager, events);
   const unnotify = notifyOnReauth(manager, notifier);

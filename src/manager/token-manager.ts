@@ -59,7 +59,7 @@ export interface TokenManagerOptions {
   fetch?: FetchLike;
   /** Upper bound of the refresh-ahead window (default 5 min; the window is also at most half the lifetime). */
   refreshAheadMs?: number;
-  /** Timeout of each token-endpoint request (default 10 s). */
+  /** Timeout of each token-endpoint request (default 10 s; never past the refresh's retry deadline). */
   requestTimeoutMs?: number;
   retry?: Partial<RetryPolicy>;
   /**
@@ -79,6 +79,22 @@ export interface TokenManagerOptions {
    * a new scope, a refresh elsewhere — is then used here too. Callers never wait for it.
    */
   storeRecheckMs?: number;
+  /**
+   * Refresh in the background when a token is still usable but inside its refresh-ahead window
+   * (default true). A one-shot process (`tokenkeeper token`) sets false: it must exit as soon as
+   * it has answered, and a refresh it started would either hold the exit up or, abandoned after
+   * the request left, lose the rotated refresh token (the next use of the old one revokes the
+   * grant). Long-running processes and `keepalive` refresh ahead instead.
+   */
+  backgroundRefresh?: boolean;
+  /**
+   * While refreshing is failing (a backoff sleep, or the cool-down after a refresh gave up), a
+   * caller that needs a token may trigger one more request ("probe") when the last request
+   * left at least this long ago, jittered to between half and all of it (default 2 s). So a
+   * recovered server is noticed at the next call, not when the backoff ends; the request rate
+   * stays bounded by the callers' demand. A server's Retry-After is still respected.
+   */
+  probeIntervalMs?: number;
   random?: () => number;
   onEvent?: EventListener;
   /** Test hooks. Not for production use. */
@@ -95,6 +111,12 @@ export interface TokenManagerHooks {
 
 /** The shortest timeout worth sending a token request with (or the configured one, if shorter). */
 const MIN_REQUEST_MS = 1_000;
+
+/**
+ * The shortest time before the caller's deadline worth sending a token request with. Shorter
+ * than MIN_REQUEST_MS: a short --timeout (1 s) must still allow one attempt.
+ */
+const MIN_REQUEST_BEFORE_DEADLINE_MS = 100;
 
 /** The lease ran out, or nearly, before a token request could be sent: nothing was sent. */
 class LeaseTooShort extends Error {
@@ -119,6 +141,12 @@ export interface GetTokenOptions {
    */
   minTtlMs?: number;
   signal?: AbortSignal;
+  /**
+   * Wait at most this long (ms) for a refresh, then fail with a transient error. The refresh
+   * itself goes on (a request already sent is never abandoned: its answer may carry the only
+   * copy of a rotated refresh token), and its result is saved and served to the next caller.
+   */
+  maxWaitMs?: number;
 }
 
 interface CacheEntry {
@@ -134,6 +162,8 @@ interface FlightOptions {
   /** The access token a server rejected (401): refresh even if it looks fresh, unless the store already moved on. */
   rejected?: Secret;
   signal?: AbortSignal;
+  /** One request and no retry: a caller's probe during a cool-down. */
+  probe?: boolean;
 }
 
 export class TokenManager {
@@ -152,6 +182,12 @@ export class TokenManager {
   readonly #storeRecheckMs: number;
   readonly #rechecks = new Set<string>();
   readonly #random: () => number;
+  readonly #backgroundRefresh: boolean;
+  readonly #probeIntervalMs: number;
+  /** Per connector: the earliest time a caller's need may trigger another request (see probeIntervalMs). */
+  readonly #nextProbeAt = new Map<string, number>();
+  /** Per connector: the backoff sleep of a running refresh, which a caller's need may cut short. */
+  readonly #naps = new Map<string, { until: number; wake: AbortController }>();
   readonly #events = new EventHub();
   readonly #cache = new Map<string, CacheEntry>();
   readonly #flights = new Map<string, Promise<CacheEntry>>();
@@ -186,6 +222,8 @@ export class TokenManager {
     this.#reauthRecheckMs = options.reauthRecheckMs ?? 1_000;
     this.#storeRecheckMs = options.storeRecheckMs ?? 5_000;
     this.#random = options.random ?? Math.random;
+    this.#backgroundRefresh = options.backgroundRefresh ?? true;
+    this.#probeIntervalMs = options.probeIntervalMs ?? 2_000;
     if (options.onEvent) this.#events.subscribe(options.onEvent);
   }
 
@@ -225,12 +263,23 @@ export class TokenManager {
       if (!entry.cooldown || now >= entry.cooldown.until) this.#background(connector, minTtlMs);
       return this.#hand(entry);
     }
-    if (entry.cooldown && now < entry.cooldown.until) throw entry.cooldown.error;
-    const fresh = await this.#flight(connector, {
+    // Stale: this caller needs a refresh. During a cool-down it gets the remembered failure at
+    // once, unless a probe is due: then one request (shared by everyone who asks meanwhile)
+    // tells whether the server is back, so a cool-down outlives the failure by at most the
+    // probe interval.
+    let probe = false;
+    if (entry.cooldown && now < entry.cooldown.until && !this.#flights.has(connector)) {
+      if (now < (this.#nextProbeAt.get(connector) ?? 0)) throw entry.cooldown.error;
+      probe = true;
+      this.#scheduleProbe(connector, now);
+    }
+    const flight = this.#flight(connector, {
       minTtlMs,
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(probe ? { probe } : {}),
     });
-    return this.#hand(fresh);
+    this.#hurry(connector);
+    return this.#hand(await this.#bounded(flight, connector, options.maxWaitMs));
   }
 
   /**
@@ -240,14 +289,15 @@ export class TokenManager {
   async refreshAfterRejection(
     connector: string,
     rejected: Secret,
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal; maxWaitMs?: number } = {},
   ): Promise<AccessToken> {
-    const entry = await this.#flight(connector, {
+    const flight = this.#flight(connector, {
       minTtlMs: 0,
       rejected,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    return this.#hand(entry);
+    this.#hurry(connector);
+    return this.#hand(await this.#bounded(flight, connector, options.maxWaitMs));
   }
 
   /**
@@ -411,9 +461,66 @@ export class TokenManager {
   }
 
   #background(connector: string, minTtlMs: number): void {
-    if (this.#flights.has(connector) || this.#closed) return;
+    if (!this.#backgroundRefresh || this.#flights.has(connector) || this.#closed) return;
     // Errors are recorded on the entry (cooldown) and reported as events; the caller already has a token.
     this.#flight(connector, { minTtlMs }).catch(() => {});
+  }
+
+  /**
+   * The caller stops waiting after `maxWaitMs`; the refresh itself goes on, single-flight, and
+   * close() still waits for it (bounded by its deadline), so its result is never lost.
+   */
+  async #bounded<T>(work: Promise<T>, connector: string, maxWaitMs: number | undefined): Promise<T> {
+    if (maxWaitMs === undefined) return work;
+    const stop = new AbortController();
+    const expired = this.clock.sleep(Math.max(0, maxWaitMs), stop.signal).then(
+      () => {
+        throw new TransientError(
+          `no token for "${connector}" within ${maxWaitMs} ms: the token endpoint is slow or failing; the refresh goes on in the background`,
+          { connector, kind: "wait_bound" },
+        );
+      },
+      () => new Promise<never>(() => {}),
+    );
+    try {
+      return await Promise.race([work, expired]);
+    } finally {
+      stop.abort();
+    }
+  }
+
+  /** The next probe may start a jittered probe interval after `from` (a failure, or a probe begun). */
+  #scheduleProbe(connector: string, from: number, floorMs = 0): void {
+    const next = from + Math.max(floorMs, Math.round(this.#probeIntervalMs * (0.5 + this.#random() / 2)));
+    this.#nextProbeAt.set(connector, Math.max(next, this.#nextProbeAt.get(connector) ?? 0));
+  }
+
+  /** A caller needs a token now: cut a running refresh's backoff sleep short if a probe is due. */
+  #hurry(connector: string): void {
+    const nap = this.#naps.get(connector);
+    const probeAt = this.#nextProbeAt.get(connector) ?? 0;
+    if (!nap || probeAt >= nap.until) return;
+    nap.until = Math.max(this.clock.now(), probeAt);
+    nap.wake.abort();
+  }
+
+  /** A backoff sleep that #hurry may shorten; `signal` still cancels it. */
+  async #nap(connector: string, delayMs: number, signal: AbortSignal | undefined): Promise<void> {
+    const nap = { until: this.clock.now() + delayMs, wake: new AbortController() };
+    this.#naps.set(connector, nap);
+    try {
+      for (let left = delayMs; left > 0; left = nap.until - this.clock.now()) {
+        nap.wake = new AbortController();
+        const wake = nap.wake.signal;
+        try {
+          await this.clock.sleep(left, signal ? AbortSignal.any([signal, wake]) : wake);
+        } catch (error) {
+          if (!wake.aborted || signal?.aborted) throw error;
+        }
+      }
+    } finally {
+      if (this.#naps.get(connector) === nap) this.#naps.delete(connector);
+    }
   }
 
   /** Single-flight: concurrent callers for one connector share one refresh. */
@@ -469,6 +576,14 @@ export class TokenManager {
     const prior = this.#cache.get(stored.record.name);
     // Never move the cache backwards to an older version (a slow reader racing a fast writer).
     if (prior && !supersedes(stored, prior.stored) && !cooldown) return prior;
+    // Re-reading the same version (a probe does) keeps the cool-down; a new version ends it.
+    if (
+      !cooldown &&
+      prior?.cooldown &&
+      prior.stored.version === stored.version &&
+      prior.stored.record.createdAt === stored.record.createdAt
+    )
+      cooldown = prior.cooldown;
     const entry: CacheEntry = { stored, checkedAt: this.clock.now(), ...(cooldown ? { cooldown } : {}) };
     this.#cache.set(stored.record.name, entry);
     return entry;
@@ -484,7 +599,10 @@ export class TokenManager {
 
   async #refresh(connector: string, options: FlightOptions): Promise<CacheEntry> {
     const started = this.clock.now();
+    // Nothing on this path (lock wait, request, backoff) waits past the deadline. A probe makes
+    // one attempt: its failure leaves the cool-down in place (see #recordFailure).
     const deadline = started + this.#retry.deadlineMs;
+    const retryUntil = options.probe ? started : deadline;
     let attempt = 0;
     let rereadAfterInvalidGrant = false;
     let leaseRechecks = 0;
@@ -512,7 +630,7 @@ export class TokenManager {
           if (reauth) throw reauth;
           if (this.#satisfied(stored, options)) return this.#remember(stored);
           // 3. Exactly one refresher reaches the token endpoint.
-          return await this.#grantAndPersist(stored, started, lock);
+          return await this.#grantAndPersist(stored, started, lock, deadline);
         } finally {
           await lock.release().catch(() => {});
         }
@@ -559,8 +677,11 @@ export class TokenManager {
       // 4. Transient failure: back off (outside the lock, so others may try), within the deadline.
       const now = this.clock.now();
       const retryAfter = lastError instanceof TransientError ? lastError.retryAfterMs : undefined;
+      // A caller's probe comes no sooner than a probe interval after this failure, nor before
+      // the server's Retry-After.
+      this.#scheduleProbe(connector, now, retryAfter);
       const delay = backoffDelayMs(attempt, this.#retry, this.#random, retryAfter);
-      if (now + delay > deadline || this.#closed) {
+      if (now + delay > retryUntil || this.#closed) {
         await this.#recordFailure(connector, lastError, delay);
         throw lastError;
       }
@@ -577,11 +698,16 @@ export class TokenManager {
         },
       });
       attempt++;
-      await this.clock.sleep(delay, options.signal);
+      await this.#nap(connector, delay, options.signal);
     }
   }
 
-  async #grantAndPersist(stored: StoredRecord, started: number, lock: StoreLock): Promise<CacheEntry> {
+  async #grantAndPersist(
+    stored: StoredRecord,
+    started: number,
+    lock: StoreLock,
+    deadline: number,
+  ): Promise<CacheEntry> {
     const record = stored.record;
     const unsaved = this.#unsaved.get(record.name);
     this.#unsaved.delete(record.name);
@@ -591,9 +717,19 @@ export class TokenManager {
     }
     const refreshable = record.grant === "client_credentials" || record.tokens?.refreshToken;
     if (!refreshable) throw await this.#enterReauth(stored, "no_refresh_token", {});
+    const underLease = await this.#requestTimeoutUnder(lock);
+    // The request's timeout also ends at the refresh's deadline: `--timeout 5s` means 5 s, not
+    // 5 s plus one request timeout. Without a useful amount of time left it is not sent at all
+    // (a request abandoned after leaving may have rotated the refresh token at the server).
+    const timeoutMs = Math.min(underLease, deadline - this.clock.now());
+    if (timeoutMs < Math.min(this.#requestTimeoutMs, MIN_REQUEST_BEFORE_DEADLINE_MS))
+      throw new TransientError(`no time left to refresh "${record.name}" before the deadline`, {
+        connector: record.name,
+        kind: "deadline",
+      });
     const deps = {
       clock: this.clock,
-      timeoutMs: await this.#requestTimeoutUnder(lock),
+      timeoutMs,
       ...(this.#fetch ? { fetch: this.#fetch } : {}),
     };
     const outcome =
@@ -796,12 +932,14 @@ export class TokenManager {
       error: { code: error.code, message: error.message },
     });
     const cached = this.#cache.get(connector);
-    if (cached) this.#cache.set(connector, { ...cached, cooldown: { until: now + cooldownMs, error } });
+    // A failed probe keeps the cool-down it probed (it never shortens it to its own short backoff).
+    const until = Math.max(now + cooldownMs, cached?.cooldown?.until ?? 0);
+    if (cached) this.#cache.set(connector, { ...cached, cooldown: { until, error } });
     try {
       const updated = await updateRecord(this.store, connector, (current) =>
         recordFailure(current, error, now),
       );
-      if (updated) this.#remember(updated, { until: now + cooldownMs, error });
+      if (updated) this.#remember(updated, { until, error });
     } catch {
       // The store may be what failed; the event above already told observers.
     }

@@ -94,7 +94,9 @@ describe("the refresh lease fences the token request, not only the write", () =>
       store,
       requestTimeoutMs: 60_000,
       lock: { leaseMs: 4_000, marginMs: 1_500 },
-      retry: { deadlineMs: 0 },
+      // Just over the lease's 2.5 s: the lease, not the deadline, bounds the one request, and no
+      // retry fits after it.
+      retry: { deadlineMs: 2_600 },
     });
     const started = Date.now();
     const failure = await manager.refreshNow(name).catch((e: unknown) => e);

@@ -51,7 +51,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     throw new ConfigError("name the connectors to check, or --all");
   const minTtlMs = durationFlag("--min-ttl", values["min-ttl"] ?? DEFAULT_MIN_TTL);
 
-  const session = await openUnattended(ctx, values);
+  const session = await openUnattended(ctx, values, { oneShot: true });
   try {
     const names = values.all ? await session.store.list() : positionals;
     if (names.length === 0) throw new ConfigError(`no connectors in ${session.store.location}`);

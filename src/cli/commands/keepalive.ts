@@ -66,7 +66,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
       : durationFlag("--warn-before", values["warn-before"]);
   const json = values.json === true;
 
-  const session = await openUnattended(ctx, values);
+  const session = await openUnattended(ctx, values, { oneShot: values.once === true });
   const options = { idleMs, warnBeforeMs, notifier: session.notifier, signal: ctx.signal };
   const report = (records: SkipRecord[]) => {
     for (const r of records) session.events?.record(r, "keepalive");

@@ -7,6 +7,16 @@
  * Inside `tokenkeeper run` (TOKENKEEPER_RUN_URL and TOKENKEEPER_RUN_SECRET set) the token comes
  * from the run's own manager over its local endpoint: the store is not opened, so a run never
  * has a second refresher competing with the first. Where the token comes from: token-source.ts.
+ *
+ * `$(tokenkeeper token NAME)` waits for the process to exit, not for the token, so the command
+ * must exit as soon as the token is printed. A token still good for --min-ttl but inside its
+ * refresh-ahead window is therefore printed WITHOUT starting a refresh: a background refresh
+ * would hold the exit up (up to a request timeout against a hung token endpoint), and cutting
+ * it short is worse — with rotation, a request that has left may already have rotated the
+ * refresh token at the server; dropping its answer loses the new refresh token, and the next
+ * use of the old one revokes the whole grant. The refresh happens where a wait is expected: in
+ * the first `token` whose --min-ttl the current token cannot meet (bounded by --timeout), and
+ * ahead of time in the long-running processes (`run`, `proxy`, `keepalive`).
  */
 
 import { EXIT } from "../../core/errors.js";
