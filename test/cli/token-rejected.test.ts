@@ -9,13 +9,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import { ManualClock } from "../../src/core/clock.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { RUN_SECRET_HEADER, startTokenEndpoint } from "../../src/surfaces/token-endpoint-server.js";
 import { mcpAccepts } from "../support/mcp-accepts.js";
 import { runCliInProcess } from "../support/run-cli.js";
-import { CLI, type Harness, startHarness } from "./unattended-harness.js";
+import { CLI, type Harness, startHarness, waitFor } from "./unattended-harness.js";
 
 const REPORTERS = 8;
 
@@ -71,6 +72,15 @@ describe("tokenkeeper token --rejected", () => {
     assert.equal(garbage.code, 78);
     assert.doesNotMatch(garbage.stderr, /not a token/, "stdin is never echoed");
     assert.equal((await h.cli(["token", "script", "--rejected=abc"])).code, 78);
+    // A parent that never closes the pipe does not hang the job: 5 s, then exit 78.
+    const clock = new ManualClock();
+    const open = new PassThrough();
+    const hanging = runCliInProcess(["token", "script", "--rejected"], { env: h.env, stdin: open, clock });
+    await waitFor(() => clock.pendingSleeps > 0, 10_000, "the stdin read to start its timer");
+    await clock.advance(5_000);
+    const hung = await hanging;
+    assert.equal(hung.code, 78);
+    assert.match(hung.stderr, /stdin did not end within 5s/);
     assert.equal((await h.cli(["headers", "script", "--rejected"])).code, 78);
   });
 
