@@ -4,11 +4,13 @@
  * following the redirects through the auto-consent.
  */
 import assert from "node:assert/strict";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import type { ConnectorRecord } from "../../src/core/record.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { type FakeOAuth, startFakeOAuth } from "../oauth/stub-servers.js";
-import { type Cli, makeCli } from "./auth-cli-harness.js";
+import { AGENT, type Cli, makeCli } from "./auth-cli-harness.js";
 
 let bed: TestBed;
 let cli: Cli;
@@ -233,6 +235,28 @@ describe("tokenkeeper login against hostile servers", () => {
   afterEach(async () => {
     await fake?.close();
     fake = undefined;
+  });
+
+  it("the browser it starts gets no client secret, store key or secret variable of ours", async () => {
+    const envOut = join(cli.home, "browser-env.txt");
+    const script = join(cli.home, "browser.sh");
+    // A $BROWSER that records its environment, then completes the authorization like a browser.
+    writeFileSync(
+      script,
+      `#!/bin/sh\nenv > '${envOut}'\nexec "${process.execPath}" --import tsx "${AGENT}" "$1"\n`,
+    );
+    chmodSync(script, 0o755);
+    const r = await cli.run(["login", bed.mcpUrl, "--name", "envcheck"], {
+      BROWSER: script,
+      KEEP_ME: "yes",
+      TOKENKEEPER_CLIENT_SECRET: "client-secret-not-for-the-browser",
+      TOKENKEEPER_KEY: "key-not-for-the-browser",
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const seen = readFileSync(envOut, "utf8");
+    assert.match(seen, /^KEEP_ME=yes$/m);
+    assert.doesNotMatch(seen, /^TOKENKEEPER_(CLIENT_SECRET|KEY)=/m);
+    assert.doesNotMatch(seen, /not-for-the-browser/);
   });
 
   it("an issuer mismatch exits 76 with the reason, and stores nothing", async () => {

@@ -3,7 +3,9 @@
  * the device code) goes to stderr; the summary to stdout, or as one JSON object with --json.
  * No token, code, verifier or secret is ever printed.
  */
+
 import { resolve as resolvePath } from "node:path";
+import { childEnv } from "../../core/child-env.js";
 import { formatDuration, parseDuration } from "../../core/duration.js";
 import { ConfigError, EXIT, TokenkeeperError } from "../../core/errors.js";
 import { Secret } from "../../core/secret.js";
@@ -165,7 +167,10 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
           return;
         }
         const unattended = !ctx.interactive || Boolean(ctx.env.CI);
-        const opened = await openBrowser(url, { env: ctx.env, usePlatformOpener: !unattended });
+        // The browser is another program: it gets no client secret, store key or other secret of ours.
+        const secretEnv = values["client-secret-env"];
+        const env = childEnv(ctx.env, secretEnv ? { alsoStrip: [secretEnv] } : {});
+        const opened = await openBrowser(url, { env, usePlatformOpener: !unattended });
         if (opened.opened) say(`Opened a browser (${opened.command}). Waiting for the authorization…`);
         else if (opened.error)
           say(`Could not open a browser (${opened.command}: ${opened.error}); open the URL yourself.`);
