@@ -184,3 +184,33 @@ describe("hostile authorization responses", () => {
     assert.doesNotMatch(text, /code_verifier=|access_token|refresh_token/);
   });
 });
+
+describe("servers older or looser than the 2025-11-25 specification", () => {
+  it("a 2025-03-26 server with no metadata at all: DCR, PKCE and the code at /register, /authorize, /token", async () => {
+    const { fake, outcome, store } = await attempt({ prmAt: "none", metadataAt: "none" });
+    assert.ok(outcome.ok, outcome.ok ? "" : String((outcome as { e: unknown }).e));
+    assert.equal(fake.counts.registrations, 1);
+    assert.equal(fake.counts.authorizations, 1);
+    assert.equal(fake.lastAuthorization?.get("code_challenge_method"), "S256");
+    assert.equal(fake.lastTokenRequest?.get("grant_type"), "authorization_code");
+    const saved = (await store.get("hostile"))!.record;
+    assert.equal(saved.server.issuer, fake.origin);
+    assert.equal(saved.server.metadata.token_endpoint, `${fake.origin}/token`);
+    assert.equal(saved.server.resourceMetadataUrl, undefined, "no protected-resource metadata to remember");
+    assert.ok(saved.tokens?.refreshToken, "refreshable unattended like any other connector");
+  });
+
+  it("a server that lets initialize through: login from its well-known metadata, scopes_supported requested", async () => {
+    const { fake, outcome } = await attempt({
+      mcp: (req) => (req.method === "POST" ? { json: { jsonrpc: "2.0", id: 0, result: {} } } : undefined),
+    });
+    assert.ok(outcome.ok, outcome.ok ? "" : String((outcome as { e: unknown }).e));
+    assert.equal(fake.counts.tokenRequests, 1);
+    // No challenge to take a scope from: the protected resource's scopes_supported (MCP "Scope Selection Strategy").
+    assert.deepEqual(fake.lastAuthorization?.get("scope")?.split(" ").sort(), [
+      "admin",
+      "offline_access",
+      "tools",
+    ]);
+  });
+});
