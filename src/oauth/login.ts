@@ -19,12 +19,14 @@ import { type Secret, scrubText } from "../core/secret.js";
 import type { Store, StoredRecord } from "../store/types.js";
 import { assertPkceS256, browserLogin, DEFAULT_BROWSER_TIMEOUT_MS, type FlowDeps } from "./browser-login.js";
 import { privateKeyJwtClient } from "./client-auth.js";
+import { probeClient } from "./client-probe.js";
 import { assertDeviceFlowSupported, type DevicePrompt, deviceLogin } from "./device-login.js";
 import { canonicalServerUri, type DiscoveryDeps, type DiscoveryResult, discover } from "./discovery.js";
 import { type FetchLike, httpDepsOf } from "./http.js";
 import { saveLogin } from "./login-save.js";
 import {
   CALLBACK_PATH,
+  type CallbackHost,
   type LoopbackListener,
   type LoopbackOptions,
   startLoopbackListener,
@@ -60,6 +62,10 @@ export interface LoginRequest {
   authorizationServer?: string;
   /** Fixed loopback port for the browser flow. */
   callbackPort?: number;
+  /** The redirect URI's host ("127.0.0.1" or "localhost"); the listener binds 127.0.0.1 either way. */
+  callbackHost?: CallbackHost;
+  /** The redirect URI's path (default /callback; mcp-remote's clients use /oauth/callback). */
+  callbackPath?: string;
   /** How long to wait for the person (browser callback or device approval). Default 5 minutes. */
   timeoutMs?: number;
 }
@@ -162,15 +168,50 @@ export function chooseScope(
   return mergeScopes(base, offline ? "offline_access" : undefined);
 }
 
-/** The loopback redirect a registration allows: its port (0 = any) and path. */
-function loopbackTarget(redirectUris: string[] | undefined): { port: number; path: string } | undefined {
+export interface LoopbackTarget {
+  host: CallbackHost;
+  /** 0: any port. */
+  port: number;
+  path: string;
+}
+
+/**
+ * The loopback redirect a registration allows: its host, port (0 = any) and path. Only
+ * 127.0.0.1 and localhost qualify, since the listener binds 127.0.0.1 whatever the URI says.
+ */
+export function loopbackTarget(redirectUris: string[] | undefined): LoopbackTarget | undefined {
   for (const uri of redirectUris ?? []) {
     if (!URL.canParse(uri)) continue;
     const u = new URL(uri);
-    if (u.protocol === "http:" && u.hostname === "127.0.0.1")
-      return { port: u.port ? Number(u.port) : 0, path: u.pathname || "/" };
+    if (u.protocol === "http:" && (u.hostname === "127.0.0.1" || u.hostname === "localhost") && !u.search)
+      return { host: u.hostname as CallbackHost, port: u.port ? Number(u.port) : 0, path: u.pathname || "/" };
   }
   return undefined;
+}
+
+/**
+ * Whether an earlier dynamic registration still fits this login, so that logging in again does
+ * not register a new client every time: same issuer, same flow, a public client for the
+ * interactive flows (a secret for client credentials), and for the browser flow a loopback
+ * redirect URI that matches the host and path asked for. Pure.
+ */
+export function dynamicClientFits(
+  previous: ConnectorRecord,
+  issuer: string,
+  flow: LoginFlow,
+  callback: { host?: CallbackHost; path?: string },
+): boolean {
+  const client = previous.client;
+  if (client.kind !== "dynamic" || previous.server.issuer !== issuer) return false;
+  if (previous.grant !== grantFor(flow)) return false;
+  if (flow === "client_credentials") return client.clientSecret !== undefined;
+  if (client.tokenEndpointAuthMethod !== "none" && !client.clientSecret) return false;
+  if (flow === "device") return true;
+  const target = loopbackTarget(client.redirectUris);
+  if (!target) return false;
+  if (callback.host !== undefined && callback.host !== target.host) return false;
+  if (callback.path !== undefined && callback.path !== target.path) return false;
+  return true;
 }
 
 function checkFlowSupported(flow: LoginFlow, metadata: AuthorizationServerMetadata): void {
@@ -245,7 +286,7 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
   const scope = chooseScope(discovery, flow, request.scope);
 
   // A stable identity (pre-registered, metadata document) from an earlier login is kept when the
-  // user names none; a dynamic registration is cheap and may have been purged, so it is redone.
+  // user names none; so is a dynamic registration that still fits (checked with the server below).
   const previous = existing?.record;
   const reusable =
     !request.clientId &&
@@ -281,8 +322,57 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
         `Reusing the ${reusable.kind === "preregistered" ? "pre-registered" : "metadata-document"} client ${reusable.clientId}`,
       );
     }
+    const callbackWish = {
+      ...(request.callbackHost ? { host: request.callbackHost } : {}),
+      ...(request.callbackPath ? { path: request.callbackPath } : {}),
+    };
+    // Listener first for a reused dynamic client: its registered port must be free, else a new
+    // registration on another port is the way on.
+    let dynamicReuse: ClientRegistration | undefined;
+    if (
+      !client &&
+      !request.clientId &&
+      !request.clientMetadataUrl &&
+      previous &&
+      dynamicClientFits(previous, issuer, flow, callbackWish)
+    ) {
+      dynamicReuse = previous.client;
+    }
+    const start = deps.startListener ?? startLoopbackListener;
+    if (flow === "browser" && dynamicReuse) {
+      const target = loopbackTarget(dynamicReuse.redirectUris)!;
+      try {
+        listener = await start({
+          host: target.host,
+          port: request.callbackPort ?? target.port,
+          path: target.path,
+        });
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        deps.note?.(`The registered callback port ${target.port} is busy; registering a new client`);
+        dynamicReuse = undefined;
+      }
+    }
+    if (dynamicReuse) {
+      const probeRecord: ConnectorRecord = {
+        ...previous!,
+        server: { ...previous!.server, metadata },
+        client: dynamicReuse,
+      };
+      const verdict = await probeClient(probeRecord, listener?.redirectUri, httpDepsOf(deps));
+      if (verdict === "registered") {
+        client = dynamicReuse;
+        deps.note?.(`Reusing the registered client ${dynamicReuse.clientId}`);
+      } else {
+        deps.note?.(
+          `The authorization server no longer knows client ${dynamicReuse.clientId} (invalid_client); registering a new one`,
+        );
+        await listener?.close();
+        listener = undefined;
+      }
+    }
 
-    if (flow === "browser") {
+    if (flow === "browser" && !listener) {
       const target = request.callbackPort !== undefined ? undefined : loopbackTarget(client?.redirectUris);
       if (client?.kind === "metadata_document" && !target && request.callbackPort === undefined) {
         throw new LoginError(
@@ -292,14 +382,17 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
           },
         );
       }
-      const start = deps.startListener ?? startLoopbackListener;
       listener = await start({
+        host: request.callbackHost ?? target?.host ?? "127.0.0.1",
         port: request.callbackPort ?? target?.port ?? 0,
-        path: target?.path ?? CALLBACK_PATH,
+        path: request.callbackPath ?? target?.path ?? CALLBACK_PATH,
       });
-      // A port the user fixed for a pre-registered client is what the provider knows: remember
-      // it, so logging in again uses it without the flag.
-      if (client?.kind === "preregistered" && request.callbackPort !== undefined) {
+      // A redirect the user fixed for a pre-registered client is what the provider knows:
+      // remember it, so logging in again uses it without the flags.
+      if (
+        client?.kind === "preregistered" &&
+        (request.callbackPort !== undefined || request.callbackHost || request.callbackPath)
+      ) {
         client = { ...client, redirectUris: [listener.redirectUri] };
       }
     }

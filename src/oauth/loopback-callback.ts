@@ -16,6 +16,14 @@ import { ConfigError, LoginError, TokenkeeperError } from "../core/errors.js";
 
 export const CALLBACK_PATH = "/callback";
 
+export type CallbackHost = "127.0.0.1" | "localhost";
+export const CALLBACK_HOSTS: readonly CallbackHost[] = ["127.0.0.1", "localhost"];
+
+/** A callback path: absolute, no query or fragment, plain URL path characters. */
+export function isCallbackPath(path: string): boolean {
+  return /^\/[A-Za-z0-9._~\-/]{0,200}$/.test(path) && !path.includes("//");
+}
+
 export interface CallbackPage {
   ok: boolean;
   title: string;
@@ -28,6 +36,13 @@ export interface LoopbackOptions {
   /** 0 or absent: an ephemeral port chosen by the OS. */
   port?: number;
   path?: string;
+  /**
+   * The host written into the redirect URI: "127.0.0.1" (the default, RFC 8252 §7.3) or
+   * "localhost", for a client registered with a localhost redirect (mcp-remote registers
+   * http://localhost:PORT/oauth/callback). The listener binds 127.0.0.1 either way: the name
+   * only has to match the registration; the socket stays on loopback.
+   */
+  host?: CallbackHost;
   /**
    * Judges the response before the browser is answered, so the page can tell the person
    * whether it worked. Called once, for the first request on the callback path.
@@ -116,7 +131,7 @@ export async function startLoopbackListener(options: LoopbackOptions = {}): Prom
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const redirectUri = `http://127.0.0.1:${port}${path}`;
+  const redirectUri = `http://${options.host ?? "127.0.0.1"}:${port}${path}`;
 
   let closed: Promise<void> | undefined;
   const close = () => {

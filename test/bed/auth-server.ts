@@ -141,6 +141,8 @@ export interface AuthServer {
   approveDeviceCode(userCode: string): Promise<void>;
   /** Aborts the device flow's user step; the device's next poll gets access_denied. */
   denyDeviceCode(userCode: string): Promise<void>;
+  /** Purges a dynamically registered client, as a provider cleaning up old registrations would. */
+  forgetClient(clientId: string): boolean;
   /** Revokes every grant, with all access and refresh tokens issued under it. Returns the count. */
   revokeAllGrants(): Promise<number>;
   /** Revokes the grant a refresh token belongs to. False if the token is unknown. */
@@ -487,6 +489,9 @@ export async function startAuthServer(opts: AuthServerOptions = {}): Promise<Aut
       const past = Math.floor(Date.now() / 1000) - 1;
       for (const t of tokens) t.exp = past;
       return tokens.length;
+    },
+    forgetClient(clientId: string) {
+      return store.forget("Client", clientId);
     },
     async close() {
       faults.close();

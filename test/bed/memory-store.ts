@@ -55,6 +55,14 @@ export class MemoryStore {
     return out;
   }
 
+  /** Deletes one entry (e.g. a dynamically registered "Client"); false when there was none. */
+  forget(model: string, id: string): boolean {
+    const k = `${model}:${id}`;
+    if (!this.#entries.has(k)) return false;
+    this.#delete(k);
+    return true;
+  }
+
   /** Deletes every grantable artifact issued under a grant, and the grant itself. */
   revokeGrant(grantId: string): void {
     for (const key of this.#byGrant.get(grantId) ?? []) this.#delete(key);

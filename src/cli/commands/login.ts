@@ -11,6 +11,7 @@ import { ConfigError, EXIT, TokenkeeperError } from "../../core/errors.js";
 import { Secret } from "../../core/secret.js";
 import type { DevicePrompt } from "../../oauth/device-login.js";
 import { type LoginRequest, type LoginSummary, login } from "../../oauth/login.js";
+import { CALLBACK_HOSTS, type CallbackHost, isCallbackPath } from "../../oauth/loopback-callback.js";
 import { openBrowser } from "../../oauth/open-browser.js";
 import type { LoginFlow } from "../../oauth/registration.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
@@ -39,6 +40,11 @@ Options:
   --client-metadata-url URL    use this Client ID Metadata Document URL as the client id
   --authorization-server URL   pick one of several authorization servers the resource lists
   --callback-port PORT         fixed loopback port for the browser redirect (default: any free port)
+  --callback-host HOST         the redirect URI's host: 127.0.0.1 (default) or localhost; the
+                               listener binds 127.0.0.1 either way
+  --callback-path PATH         the redirect URI's path (default /callback); with --callback-host
+                               localhost and --callback-path /oauth/callback the redirect matches a
+                               client registered for mcp-remote
   --no-browser                 print the authorization URL without opening a browser
   --timeout DURATION           how long to wait for the person (default 5m)
   --store URL                  connector store (default: TOKENKEEPER_STORE, else the state directory)
@@ -73,6 +79,8 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     "client-metadata-url": { type: "string" },
     "authorization-server": { type: "string" },
     "callback-port": { type: "string" },
+    "callback-host": { type: "string" },
+    "callback-path": { type: "string" },
     "no-browser": { type: "boolean" },
     timeout: { type: "string" },
     store: { type: "string" },
@@ -109,6 +117,14 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     if (!Number.isInteger(callbackPort) || callbackPort < 1 || callbackPort > 65535)
       throw new UsageError("--callback-port must be a port number (1-65535)");
   }
+  const callbackHost = values["callback-host"];
+  if (callbackHost !== undefined && !(CALLBACK_HOSTS as readonly string[]).includes(callbackHost))
+    throw new UsageError(
+      `--callback-host must be one of ${CALLBACK_HOSTS.join(", ")}: the listener only binds loopback`,
+    );
+  const callbackPath = values["callback-path"];
+  if (callbackPath !== undefined && !isCallbackPath(callbackPath))
+    throw new UsageError("--callback-path must be an absolute path such as /oauth/callback (no query)");
   const json = Boolean(values.json);
 
   const privateKeyFile =
@@ -142,6 +158,8 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
       ? { authorizationServer: values["authorization-server"] }
       : {}),
     ...(callbackPort !== undefined ? { callbackPort } : {}),
+    ...(callbackHost !== undefined ? { callbackHost: callbackHost as CallbackHost } : {}),
+    ...(callbackPath !== undefined ? { callbackPath } : {}),
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
   };
   const waitText = formatDuration(timeoutMs ?? 5 * 60_000);
@@ -198,7 +216,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
 }
 
 function remoteHint(url: string): string {
-  const port = /redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A(\d+)/.exec(url)?.[1];
+  const port = /redirect_uri=http%3A%2F%2F(?:127\.0\.0\.1|localhost)%3A(\d+)/.exec(url)?.[1];
   return port
     ? `The browser must reach 127.0.0.1:${port} on this machine. From another machine, forward the port first (ssh -L ${port}:127.0.0.1:${port} <this-host>), fix it with --callback-port, or use --device.`
     : "Open the URL in a browser that can reach this machine's loopback address, or use --device.";
