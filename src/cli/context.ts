@@ -20,6 +20,11 @@ export interface CliContext extends CliIO {
   signal: AbortSignal;
   /** Whether a human is at a terminal (stdin and stderr are TTYs). */
   interactive: boolean;
+  /**
+   * How to start this same CLI again, with absolute paths (node binary, script), for
+   * configurations other programs run with their own PATH. Absent in-process (tests).
+   */
+  self?: { command: string; args: string[] };
 }
 
 export interface Command {

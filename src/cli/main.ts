@@ -10,7 +10,7 @@ import { commands } from "./commands.js";
 import type { CliContext } from "./context.js";
 import { reportError } from "./output.js";
 
-export const VERSION = "0.1.0";
+import { VERSION } from "./version.js";
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

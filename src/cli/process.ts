@@ -2,6 +2,7 @@
  * The real process around the CLI: process streams, the system clock, signal handling, and
  * quiet handling of a closed pipe. Only bin.ts uses it; tests build their own CliContext.
  */
+import { resolve } from "node:path";
 import { systemClock } from "../core/clock.js";
 import type { CliContext } from "./context.js";
 
@@ -54,6 +55,10 @@ export function processContext(): CliContext {
     },
     clock: systemClock,
     signal: controller.signal,
+    // The script as invoked (npm's bin link, or the file itself), made absolute; node by its own path.
+    ...(process.argv[1]
+      ? { self: { command: process.execPath, args: [...process.execArgv, resolve(process.argv[1])] } }
+      : {}),
     get interactive() {
       return Boolean(process.stdin.isTTY && process.stderr.isTTY);
     },

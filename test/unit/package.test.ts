@@ -33,6 +33,12 @@ describe("package entry points", () => {
     }
   });
 
+  it("--version reports the package's version", async () => {
+    const { VERSION } = await import("../../src/cli/version.js");
+    const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+    assert.equal(VERSION, version);
+  });
+
   it("the tokenkeeper bin points at the CLI executable", () => {
     assert.equal(pkg.bin.tokenkeeper, "./dist/src/cli/bin.js");
   });

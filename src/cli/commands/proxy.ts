@@ -19,6 +19,10 @@ import {
   CLIENT_KINDS,
   type ClientKind,
   configSnippet,
+  headersHelperSnippet,
+  type Launcher,
+  PATH_LAUNCHER,
+  type Snippet,
   type SnippetInput,
 } from "../../surfaces/proxy/config.js";
 import { type ResolvedTarget, runProxy, type TransportChoice } from "../../surfaces/proxy/proxy.js";
@@ -28,9 +32,20 @@ import type { CliContext } from "../context.js";
 import { writeJson, writeLine } from "../output.js";
 import { openCliStore } from "../runtime.js";
 import { openUnattended, UNATTENDED_HELP, UNATTENDED_OPTIONS } from "../unattended.js";
+import { VERSION } from "../version.js";
 import { loginCommand } from "./login.js";
 
 const TRANSPORTS: readonly TransportChoice[] = ["auto", "streamable-http", "sse"];
+
+type LauncherKind = "absolute" | "path" | "npx";
+const LAUNCHERS: readonly LauncherKind[] = ["absolute", "path", "npx"];
+
+/** How the client's configuration starts Tokenkeeper (see --launcher). */
+function launcherFor(kind: LauncherKind, ctx: CliContext): Launcher {
+  if (kind === "npx") return { command: "npx", args: ["-y", `tokenkeeper@${VERSION}`] };
+  if (kind === "path" || !ctx.self) return PATH_LAUNCHER;
+  return ctx.self;
+}
 
 const USAGE = `Usage: tokenkeeper proxy <NAME|URL> [options]
 
@@ -50,6 +65,12 @@ Options:
   --verbose              log transport details to stderr
   --print-config         print the configuration that runs this proxy, and exit
   --client C             with --print-config: claude-desktop | claude-code | cursor (default: all)
+  --headers-helper       with --print-config: for Claude Code, no proxy: an HTTP server entry
+                         whose headersHelper runs \`tokenkeeper headers NAME\`
+  --launcher L           with --print-config: how the client starts Tokenkeeper: absolute
+                         (default: this node binary and script by absolute path, immune to a
+                         GUI app's short PATH), path (\`tokenkeeper\` from PATH), npx
+                         (\`npx -y tokenkeeper@VERSION\`, for a published release)
   --json                 with --print-config: print the snippets as JSON
 ${UNATTENDED_HELP}
 
@@ -71,6 +92,8 @@ const OPTIONS = {
   verbose: { type: "boolean" },
   "print-config": { type: "boolean" },
   client: { type: "string" },
+  "headers-helper": { type: "boolean" },
+  launcher: { type: "string" },
   json: { type: "boolean" },
   ...UNATTENDED_OPTIONS,
 } as const;
@@ -124,8 +147,17 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   if (values.client !== undefined && !CLIENT_KINDS.includes(values.client as ClientKind)) {
     throw new UsageError(`--client must be one of ${CLIENT_KINDS.join(", ")}`);
   }
-  if (!values["print-config"] && (values.client !== undefined || values.json)) {
-    throw new UsageError("--client and --json go with --print-config");
+  if (
+    !values["print-config"] &&
+    (values.client !== undefined || values.json || values["headers-helper"] || values.launcher !== undefined)
+  ) {
+    throw new UsageError("--client, --headers-helper, --launcher and --json go with --print-config");
+  }
+  if (values.launcher !== undefined && !LAUNCHERS.includes(values.launcher as LauncherKind)) {
+    throw new UsageError(`--launcher must be one of ${LAUNCHERS.join(", ")}`);
+  }
+  if (values["headers-helper"] && values.client !== undefined && values.client !== "claude-code") {
+    throw new UsageError("--headers-helper is for --client claude-code (Claude Code's headersHelper)");
   }
 
   if (values["no-auth"] && !/^https?:\/\//i.test(target))
@@ -280,8 +312,9 @@ async function printConfig(
   // connector yet is written as given, with a reminder to log in first.
   let serverName: string;
   let proxyTarget: string;
+  let resolved: Resolved | undefined;
   try {
-    const resolved = await resolve();
+    resolved = await resolve();
     serverName = resolved.connector;
     proxyTarget = resolved.connector;
   } catch (error) {
@@ -298,11 +331,26 @@ async function printConfig(
     if (typeof value === "string") args.push(`--${flag}`, value);
   }
   const env = storeEnv(ctx, store, values.store);
-  const input: SnippetInput = { serverName, args, env };
-  const clients = values.client ? [values.client as ClientKind] : CLIENT_KINDS;
-  const snippets = clients.map((c) => configSnippet(c, input));
+  const launch = launcherFor((values.launcher ?? "absolute") as LauncherKind, ctx);
+  let snippets: Snippet[];
+  if (values["headers-helper"]) {
+    if (!resolved) throw new UsageError(`--headers-helper needs a connector: log in to ${target} first`);
+    snippets = [
+      headersHelperSnippet({ serverName, connector: resolved.connector, url: resolved.url, env, launch }),
+    ];
+  } else {
+    const input: SnippetInput = { serverName, args, env, launch };
+    const clients = values.client ? [values.client as ClientKind] : CLIENT_KINDS;
+    snippets = clients.map((c) => configSnippet(c, input));
+  }
   if (values.json) {
-    writeJson(ctx, { server: serverName, command: "tokenkeeper", args, env, snippets });
+    writeJson(ctx, {
+      server: serverName,
+      command: launch.command,
+      args: [...launch.args, ...args],
+      env,
+      snippets,
+    });
     return EXIT.ok;
   }
   for (const s of snippets) {
@@ -312,7 +360,9 @@ async function printConfig(
   }
   writeLine(
     ctx.stdout,
-    "# If the client cannot find `tokenkeeper`, use the absolute path that `command -v tokenkeeper` prints (GUI apps get a short PATH).",
+    launch === ctx.self
+      ? "# Absolute paths of this machine's node and Tokenkeeper (GUI apps get a short PATH): print again after changing Node version or reinstalling."
+      : "# If the client cannot find the command, use --launcher absolute (GUI apps get a short PATH).",
   );
   return EXIT.ok;
 }
