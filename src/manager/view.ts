@@ -118,6 +118,38 @@ export function coversView(view: ConnectorView, now: number, runMs: number): boo
   return view.expiresAt - view.expiryMarginMs - now >= runMs;
 }
 
+/** Why a run needs a human before any network call is made; see humanNeededFor. */
+export type HumanNeed =
+  /** The record already says so (a refresh met a dead grant, a step-up was refused). */
+  | { reason: "reauth_recorded"; reauth: Reauth }
+  /** The refresh token's known absolute expiry falls before the run ends (or has passed). */
+  | { reason: "refresh_token_expired" | "refresh_token_expiring"; refreshTokenExpiresAt: number }
+  /** No way to renew (no refresh token) and the access token does not last the run. */
+  | { reason: "no_refresh_token" };
+
+/**
+ * Is a human needed for a run of `runMs` from `now`, and why? Only what the view shows without
+ * asking the server: a revoked grant is found out by refreshing (the manager does that).
+ */
+export function humanNeededFor(view: ConnectorView, now: number, runMs: number): HumanNeed | null {
+  if (view.reauth) return { reason: "reauth_recorded", reauth: view.reauth };
+  const rt = view.refreshTokenExpiresAt;
+  // A refresh token cannot be refreshed past its absolute end.
+  if (view.grant !== "client_credentials" && rt !== null && rt < now + runMs) {
+    return {
+      reason: rt <= now ? "refresh_token_expired" : "refresh_token_expiring",
+      refreshTokenExpiresAt: rt,
+    };
+  }
+  if (!view.canRefresh && !coversView(view, now, runMs)) return { reason: "no_refresh_token" };
+  return null;
+}
+
+/** Did a refresh (by any process sharing the store) succeed within `withinMs` of `now`? */
+export function refreshProven(view: ConnectorView, now: number, withinMs: number): boolean {
+  return view.lastGoodRefreshAt !== null && now - view.lastGoodRefreshAt <= withinMs;
+}
+
 /** The times a skip record carries, from a view. */
 export function recordTimes(view: ConnectorView | undefined, now: number) {
   return {

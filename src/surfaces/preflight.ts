@@ -12,10 +12,16 @@
 import { formatDuration } from "../core/duration.js";
 import { EXIT, exitCodeFor, type TokenkeeperError } from "../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
-import { reauthErrorFromRecord } from "../manager/reauth.js";
 import type { TokenManager } from "../manager/token-manager.js";
-import { reauthAction } from "../manager/transitions.js";
-import { coversRun, refreshTokenExpiry } from "../manager/view.js";
+import { reauthAction, reauthError } from "../manager/transitions.js";
+import {
+  coversRun,
+  DEFAULT_VIEW_POLICY,
+  humanNeededFor,
+  refreshProven,
+  refreshTokenExpiry,
+  viewOf,
+} from "../manager/view.js";
 import {
   degradedRecord,
   READY_REASONS,
@@ -61,37 +67,21 @@ export async function preflight(
     refreshTokenExpiresAt: refreshTokenExpiry(r),
   });
 
-  // 1. Already waiting for a human: no network call can fix it.
-  const dead = reauthErrorFromRecord(record);
-  if (dead) return skippedRecord(name, dead, times(record));
-
-  // 2. A refresh token that ends during the run cannot be refreshed past its end (absolute).
+  // 1-3. What the manager's view says before any network call: a human already needed, a
+  // refresh token ending during the run, or no refresh token and a token that does not last.
   const now = clock.now();
-  const rtExpiry = refreshTokenExpiry(record);
-  if (record.grant !== "client_credentials" && rtExpiry !== null && rtExpiry < now + minTtlMs) {
-    const expired = rtExpiry <= now;
-    const detail = expired
-      ? `the refresh token expired at ${new Date(rtExpiry).toISOString()}`
-      : `the refresh token expires at ${new Date(rtExpiry).toISOString()}, ${formatDuration(rtExpiry - now)} from now, before the run ends (${formatDuration(minTtlMs)})`;
-    return needsHuman(
-      record,
-      expired ? "refresh_token_expired" : "refresh_token_expiring",
-      detail,
-      times(record),
-    );
+  const view = manager.view(name) ?? viewOf(record, now, DEFAULT_VIEW_POLICY);
+  const need = humanNeededFor(view, now, minTtlMs);
+  if (need?.reason === "reauth_recorded") return skippedRecord(name, reauthError(need.reauth), times(record));
+  if (need?.reason === "refresh_token_expired" || need?.reason === "refresh_token_expiring") {
+    const rtExpiry = need.refreshTokenExpiresAt;
+    const detail =
+      need.reason === "refresh_token_expired"
+        ? `the refresh token expired at ${new Date(rtExpiry).toISOString()}`
+        : `the refresh token expires at ${new Date(rtExpiry).toISOString()}, ${formatDuration(rtExpiry - now)} from now, before the run ends (${formatDuration(minTtlMs)})`;
+    return needsHuman(record, need.reason, detail, times(record));
   }
-
-  // 3. No refresh token (the server never issued one): the access token alone must cover the run.
-  // Refreshing would only record the connector as dead, which it is not while its token lasts.
-  if (record.grant !== "client_credentials" && !record.tokens?.refreshToken) {
-    if (record.tokens && coversRun(record, now, minTtlMs)) {
-      return readyRecord(
-        name,
-        READY_REASONS.fresh,
-        `no refresh token, but the access token covers the run (${readyDetail(record, now, minTtlMs, false)})`,
-        times(record),
-      );
-    }
+  if (need?.reason === "no_refresh_token") {
     return needsHuman(
       record,
       "no_refresh_token",
@@ -99,15 +89,18 @@ export async function preflight(
       times(record),
     );
   }
+  // Refreshing would only record the connector as dead, which it is not while its token lasts.
+  if (!view.canRefresh) {
+    return readyRecord(
+      name,
+      READY_REASONS.fresh,
+      `no refresh token, but the access token covers the run (${readyDetail(record, now, minTtlMs, false)})`,
+      times(record),
+    );
+  }
 
   // 4. Prove the refresh path, unless a refresh succeeded moments ago.
-  const provenWithin = options.provenWithinMs ?? DEFAULT_PROVEN_WITHIN_MS;
-  const s = record.state;
-  const proven =
-    s.health === "ok" &&
-    s.lastRefreshOutcome === "ok" &&
-    s.lastRefreshAt !== undefined &&
-    now - s.lastRefreshAt <= provenWithin;
+  const proven = refreshProven(view, now, options.provenWithinMs ?? DEFAULT_PROVEN_WITHIN_MS);
   if (!proven) {
     try {
       await manager.refreshNow(name, signal);

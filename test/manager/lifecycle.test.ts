@@ -30,6 +30,8 @@ import {
   type ConnectorView,
   coversRun,
   coversView,
+  humanNeededFor,
+  refreshProven,
   viewOf,
 } from "../../src/manager/view.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
@@ -92,6 +94,44 @@ describe("the connector view", () => {
     assert.equal(view.health, "reauth_required");
     assert.equal(view.reauth?.reason, "invalid_grant");
     assert.equal(view.reauth?.action, "run `tokenkeeper login https://mcp.example.test/mcp --name a`");
+  });
+});
+
+describe("is a human needed for a run, and why", () => {
+  it("names the reason from what the view shows, before any network call", () => {
+    const now = T0 + 1_000;
+    const ok = viewOf(makeRecord("a"), now, policy);
+    assert.equal(humanNeededFor(ok, now, 2 * HOUR), null, "a refresh token renews past the access token");
+
+    const ending = makeRecord("a", { tokens: makeTokens({ refreshTokenExpiresAt: T0 + HOUR }) });
+    assert.deepEqual(humanNeededFor(viewOf(ending, now, policy), now, 2 * HOUR), {
+      reason: "refresh_token_expiring",
+      refreshTokenExpiresAt: T0 + HOUR,
+    });
+    assert.equal(humanNeededFor(viewOf(ending, now, policy), now, 10 * 60_000), null);
+    assert.equal(
+      humanNeededFor(viewOf(ending, T0 + HOUR + 1, policy), T0 + HOUR + 1, 0)?.reason,
+      "refresh_token_expired",
+    );
+
+    const { refreshToken: _, ...noRt } = makeTokens();
+    const single = viewOf(makeRecord("a", { tokens: noRt }), now, policy);
+    assert.equal(humanNeededFor(single, now, 10 * 60_000), null, "the access token covers a short run");
+    assert.deepEqual(humanNeededFor(single, now, 2 * HOUR), { reason: "no_refresh_token" });
+
+    const dead = enterReauth(makeRecord("a"), reauthOfA(), T0, makeRecord("a"))!;
+    assert.equal(humanNeededFor(viewOf(dead, now, policy), now, 0)?.reason, "reauth_recorded");
+  });
+
+  it("counts a refresh as proof of the refresh path only when it succeeded recently", () => {
+    const record = makeRecord("a");
+    const refreshed = {
+      ...record,
+      state: { ...record.state, lastRefreshAt: T0, lastRefreshOutcome: "ok" as const },
+    };
+    assert.equal(refreshProven(viewOf(refreshed, T0 + 10_000, policy), T0 + 10_000, 10_000), true);
+    assert.equal(refreshProven(viewOf(refreshed, T0 + 10_001, policy), T0 + 10_001, 10_000), false);
+    assert.equal(refreshProven(viewOf(record, T0, policy), T0, 10_000), false);
   });
 });
 
