@@ -7,11 +7,11 @@
 import * as oauth from "oauth4webapi";
 import { LoginError, ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
-import { scrubText } from "../core/secret.js";
 import type { FlowDeps } from "./browser-login.js";
 import { DEVICE_CODE_GRANT } from "./discovery.js";
 import { assertSecureUrl, boundedFetch, describeUrl, httpDepsOf, isLoopbackHost } from "./http.js";
 import type { AuthorizationServerMetadata } from "./metadata-schemas.js";
+import { SentSecrets } from "./sent-secrets.js";
 import {
   callTokenEndpoint,
   type GrantOutcome,
@@ -65,8 +65,12 @@ export async function deviceLogin(input: DeviceLoginInput, deps: FlowDeps): Prom
 
   const params: Record<string, string> = { resource: record.server.resource };
   if (record.scope) params.scope = record.scope;
+  const sent = new SentSecrets().add(record.client.clientSecret?.reveal());
   const response = await oauth.deviceAuthorizationRequest(ctx.as, ctx.client, ctx.auth, params, {
-    [oauth.customFetch]: (url, init) => http(url, init as RequestInit),
+    [oauth.customFetch]: (url, init) => {
+      sent.noteRequest(init as RequestInit);
+      return http(url, init as RequestInit);
+    },
     ...(endpointUrl.protocol === "http:" && isLoopbackHost(endpointUrl.hostname)
       ? { [oauth.allowInsecureRequests]: true }
       : {}),
@@ -85,8 +89,8 @@ export async function deviceLogin(input: DeviceLoginInput, deps: FlowDeps): Prom
   } catch (cause) {
     if (cause instanceof oauth.ResponseBodyError) {
       throw new LoginError(
-        `the device authorization endpoint ${where} refused: ${cause.error}${cause.error_description ? ` (${scrubText(cause.error_description, 200)})` : ""}`,
-        { problem: "device_authorization_failed", serverError: cause.error },
+        `the device authorization endpoint ${where} refused: ${sent.scrub(cause.error, 64)}${cause.error_description ? ` (${sent.scrub(cause.error_description, 200)})` : ""}`,
+        { problem: "device_authorization_failed", serverError: sent.scrub(cause.error, 64) },
       );
     }
     throw new ProtocolError(

@@ -16,6 +16,7 @@ import {
   isLoopbackHost,
   parseRetryAfter,
 } from "./http.js";
+import { SentSecrets } from "./sent-secrets.js";
 import { oauthClientFor } from "./token-endpoint.js";
 
 export interface RevocationDeps {
@@ -70,11 +71,16 @@ export async function revokeToken(
     ...(deps.fetch ? { fetch: deps.fetch } : {}),
     ...(deps.timeoutMs ? { timeoutMs: deps.timeoutMs } : {}),
   });
+  // A server that refuses may quote the token back, and a refused refresh token is still live.
+  const sent = new SentSecrets().add(token.reveal(), record.client.clientSecret?.reveal());
   let response: Response;
   try {
     response = await oauth.revocationRequest(ctx.as, ctx.client, ctx.auth, token.reveal(), {
       additionalParameters: { token_type_hint: kind },
-      [oauth.customFetch]: (u, init) => http(u, init as RequestInit),
+      [oauth.customFetch]: (u, init) => {
+        sent.noteRequest(init as RequestInit);
+        return http(u, init as RequestInit);
+      },
       ...(url.protocol === "http:" && isLoopbackHost(url.hostname)
         ? { [oauth.allowInsecureRequests]: true }
         : {}),
@@ -105,7 +111,7 @@ export async function revokeToken(
   } catch (cause) {
     const detail =
       cause instanceof oauth.ResponseBodyError
-        ? `${cause.error}${cause.error_description ? `: ${scrubText(cause.error_description, 200)}` : ""}`
+        ? `${sent.scrub(cause.error, 64)}${cause.error_description ? `: ${sent.scrub(cause.error_description, 200)}` : ""}`
         : `${where} answered ${response.status}`;
     // §2.2.1: the server cannot revoke this kind of token (typically a self-contained JWT access
     // token, which stays valid until it expires). Not a failure of the logout.

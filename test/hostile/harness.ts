@@ -38,6 +38,8 @@ export interface HostileBehaviour {
   code?: (params: URLSearchParams, origin: string) => StubResponse | undefined;
   /** The refresh-token grant. */
   refresh?: (params: URLSearchParams, origin: string) => StubResponse | undefined;
+  /** The revocation endpoint (logout --revoke). */
+  revoke?: (params: URLSearchParams) => StubResponse | undefined;
   /** The MCP server, for requests that carry a token (others get the 401 challenge). */
   mcp?: (req: StubRequest) => StubResponse | undefined;
 }
@@ -85,6 +87,7 @@ export async function startHostile(options: FakeOAuthOptions = {}): Promise<Host
             : undefined;
       return custom ?? options.token?.(p);
     },
+    revoke: (p) => on.revoke?.(p) ?? options.revoke?.(p),
     // The hostile MCP hook answers requests that carry a token; the rest get the usual 401.
     mcp: (req, o) => (req.headers.authorization ? on.mcp?.(req) : undefined) ?? options.mcp?.(req, o),
   });

@@ -183,6 +183,19 @@ describe("a server that quotes the credentials it was sent", () => {
     await h.assertNoSecrets();
   });
 
+  it("at revocation (logout --revoke), a refusal quoting the still-live refresh token", async () => {
+    const h = await hostile();
+    await h.loginDirect("r");
+    h.on.revoke = (p) => ({
+      status: 400,
+      json: { error: `nope_${p.get("token")}`, error_description: `cannot revoke ${p.get("token")}` },
+    });
+    const r = await h.cli(["logout", "r", "--revoke"]);
+    assert.ok(h.fake.counts.revocations >= 1, "the server was asked");
+    assert.match(`${r.stdout}${r.stderr}`, /cannot revoke \[redacted\]/);
+    await h.assertNoSecrets();
+  });
+
   it("at login, an error quoting the code and the PKCE verifier", async () => {
     const h = await hostile();
     h.on.code = (p) => ({

@@ -96,6 +96,8 @@ export interface FakeOAuthOptions {
   callback?: (params: URLSearchParams) => void;
   /** Overrides the token response. */
   token?: (params: URLSearchParams) => StubResponse | undefined;
+  /** Overrides the revocation response (RFC 7009). */
+  revoke?: (params: URLSearchParams) => StubResponse | undefined;
 }
 
 export interface FakeOAuth extends StubServer {
@@ -282,6 +284,8 @@ export async function startFakeOAuth(options: FakeOAuthOptions = {}): Promise<Fa
     }
     if (path === `${issuerPath}/revoke` && req.method === "POST") {
       counts.revocations++;
+      const custom = options.revoke?.(new URLSearchParams(req.body));
+      if (custom) return custom;
       return { status: 200, body: "" };
     }
     return { status: 404, json: { error: "not_found" } };
