@@ -7,8 +7,8 @@
 import { ReauthRequiredError, TransientError } from "../core/errors.js";
 import { validScope } from "../core/scope.js";
 import { scrubServerText } from "../core/secret.js";
-import { reauthAction } from "../manager/refresh-policy.js";
 import type { AccessToken, TokenManager } from "../manager/token-manager.js";
+import { reauthAction } from "../manager/transitions.js";
 import { describeUrl, type FetchLike } from "../oauth/http.js";
 import { mergeScopes, parseBearerChallenge } from "../oauth/www-authenticate.js";
 
