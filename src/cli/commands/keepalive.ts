@@ -34,10 +34,26 @@ Keeps idle connectors alive (default: every connector in the store):
   --idle DURATION         refresh connectors idle this long
   --warn-before DURATION  warn this long before a refresh token's known expiry
   --json                  one skip record per connector and pass on stdout
+  --verbose               a line for every connector, healthy or not (default with --once:
+                          only connectors that need attention, so cron mails only trouble)
 ${UNATTENDED_HELP}
 
 Exit codes with --once: 0 all usable, 75 transient, 77 a human must re-authorize, 78 configuration.
 As a service: 0 after SIGTERM/SIGINT.`;
+
+/**
+ * Which records get a line. --json and --verbose: all. --once (cron, a timer): only those that
+ * need attention, since cron mails whatever a job prints and a healthy pass every hour would
+ * bury the one that matters. As a service (journald): also what changed something (a refresh).
+ */
+export function worthALine(
+  records: readonly SkipRecord[],
+  how: { json: boolean; once: boolean; verbose: boolean },
+): readonly SkipRecord[] {
+  if (how.json || how.verbose) return records;
+  if (how.once) return records.filter((r) => r.status !== "ready");
+  return records.filter((r) => r.reason !== "idle_ok");
+}
 
 export const keepaliveCommand = scheduledCommand({
   name: "keepalive",
@@ -53,6 +69,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     idle: { type: "string" },
     "warn-before": { type: "string" },
     json: { type: "boolean" },
+    verbose: { type: "boolean" },
     ...UNATTENDED_OPTIONS,
   });
   const intervalMs = durationFlag(
@@ -70,8 +87,11 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   const options = { idleMs, warnBeforeMs, notifier: session.notifier, signal: ctx.signal };
   const report = (records: SkipRecord[]) => {
     for (const r of records) session.events?.record(r, "keepalive");
-    // As a service, only what changed something or needs someone is worth a log line.
-    writeRecords(ctx, json || values.once ? records : records.filter((r) => r.reason !== "idle_ok"), json);
+    writeRecords(
+      ctx,
+      worthALine(records, { json, once: values.once === true, verbose: values.verbose === true }),
+      json,
+    );
   };
   try {
     if (values.once) {

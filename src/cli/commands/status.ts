@@ -16,7 +16,7 @@ import { parseFlags, scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
 import { openCliStore } from "../runtime.js";
 
-const USAGE = `Usage: tokenkeeper status [NAME] [--json] [--store URL]
+const USAGE = `Usage: tokenkeeper status [NAME] [--json] [--check | --quiet] [--store URL]
 
 Shows every connector (or NAME): health, access-token time left, refresh-token age and known
 expiry, last refresh and its outcome, refresh and rotation counts, clock skew, and the store.
@@ -24,7 +24,14 @@ Never contacts a server and never prints a secret.
 
 --json prints {"store": "…", "connectors": [ … ]} (fields in docs/unattended.md), plus
 "problems": [ … ] naming damaged records, which status reports but never moves.
-Exit codes: 0 ok, 78 unknown connector or bad flags, 74 store unreadable or a record damaged.`;
+
+  --check   the exit code says whether every connector is healthy (as \`gh auth status\` does):
+            77 when one needs a human to log in again, 75 when one's refresh is failing
+  --quiet   --check, printing only the connectors that need attention (nothing when all are
+            healthy): for cron, which mails a job's output
+
+Exit codes: 0 ok, 78 unknown connector or bad flags, 74 store unreadable or a record damaged;
+with --check or --quiet also 77 and 75 as above.`;
 
 export const statusCommand = scheduledCommand({
   name: "status",
@@ -69,8 +76,11 @@ export interface ConnectorStatus {
 async function run(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseFlags(args, {
     json: { type: "boolean" },
+    check: { type: "boolean" },
+    quiet: { type: "boolean" },
     store: { type: "string" },
   });
+  const check = values.check === true || values.quiet === true;
   if (positionals.length > 1) throw new ConfigError("give at most one connector NAME");
   const only = positionals[0];
   if (only !== undefined) assertConnectorName(only);
@@ -105,6 +115,8 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
       ctx.stdout.write(
         `${JSON.stringify({ store: store.location, connectors: statuses, ...(problems.length ? { problems } : {}) })}\n`,
       );
+    } else if (values.quiet) {
+      for (const s of statuses.filter((x) => x.health !== "ok")) ctx.stdout.write(`${describe(s)}\n`);
     } else {
       ctx.stdout.write(`store: ${store.location}\n`);
       if (statuses.length === 0 && problems.length === 0)
@@ -112,10 +124,18 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
       for (const s of statuses) ctx.stdout.write(`\n${describe(s)}\n`);
     }
     for (const p of problems) ctx.stderr.write(`tokenkeeper: ${p.code}: ${p.message}\n`);
-    return problems.length > 0 ? EXIT.ioError : EXIT.ok;
+    if (problems.length > 0) return EXIT.ioError;
+    return check ? healthExitCode(statuses) : EXIT.ok;
   } finally {
     await store.close();
   }
+}
+
+/** With --check: the worst health decides, in the scheduler's codes (77 a human, 75 may pass). */
+export function healthExitCode(statuses: readonly Pick<ConnectorStatus, "health">[]): number {
+  if (statuses.some((s) => s.health === "reauth_required")) return EXIT.reauth;
+  if (statuses.some((s) => s.health === "degraded")) return EXIT.transient;
+  return EXIT.ok;
 }
 
 /** Never throws, whatever the store holds: status is how a person looks at a broken record. */
