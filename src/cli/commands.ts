@@ -29,6 +29,11 @@ export const commands: CommandEntry[] = [
     load: async () => (await import("./commands/headers.js")).headersCommand,
   },
   {
+    name: "import",
+    summary: "adopt existing mcp-remote authorizations without signing in again",
+    load: async () => (await import("./commands/import.js")).importCommand,
+  },
+  {
     name: "keepalive",
     summary: "refresh idle connectors and warn before refresh tokens expire (cron, systemd, or service)",
     load: async () => (await import("./commands/keepalive.js")).keepaliveCommand,

@@ -78,10 +78,13 @@ describe("tokenkeeper login", () => {
     assert.equal(j.connector, "j");
     assert.equal(j.server, bed.mcpUrl);
     assert.equal(j.issuer, bed.issuer);
-    assert.equal(j.clientKind, "dynamic");
-    assert.equal(j.refreshTokenIssued, true);
-    const lifetime = j.accessTokenLifetimeMs as number;
-    assert.ok(lifetime > 3_598_000 && lifetime <= 3_600_000, `lifetime ${lifetime} ms`);
+    assert.equal(j.client_kind, "dynamic");
+    assert.equal(j.refresh_token_issued, true);
+    const lifetime = j.access_token_lifetime_seconds as number;
+    assert.ok(lifetime >= 3_598 && lifetime <= 3_600, `lifetime ${lifetime} s`);
+    // One JSON dialect: snake_case keys, ISO-8601 UTC times.
+    assert.match(j.access_token_expires_at as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    for (const key of Object.keys(j)) assert.match(key, /^[a-z0-9_]+$/, key);
     assert.ok(Array.isArray(j.next));
     assertNoSecrets((await stored("j"))!, r.stdout, r.stderr);
   });

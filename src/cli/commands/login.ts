@@ -204,7 +204,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     });
     const next = nextCommands(result.summary);
     if (json) {
-      writeJson(ctx, { ok: true, ...result.summary, next });
+      writeJson(ctx, { ok: true, ...loginJson(result.summary), next });
     } else {
       ctx.stdout.write(renderSummary(result.summary, next));
     }
@@ -299,6 +299,35 @@ export function nextCommands(summary: LoginSummary): string[] {
     `tokenkeeper run --connector ${n} -- <command>`,
     `tokenkeeper proxy ${n}`,
   ];
+}
+
+/** ISO-8601 UTC, or null: the one time format of every JSON output (docs/configuration.md). */
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+/** The --json form of a login (and import) summary: snake_case keys, ISO-8601 UTC times. */
+export function loginJson(s: LoginSummary): Record<string, unknown> {
+  return {
+    connector: s.connector,
+    server: s.server,
+    resource: s.resource,
+    issuer: s.issuer,
+    grant: s.grant,
+    client_kind: s.clientKind,
+    client_id: s.clientId,
+    scope_requested: s.scopeRequested,
+    scope_granted: s.scopeGranted,
+    access_token_lifetime_seconds:
+      s.accessTokenLifetimeMs === null ? null : Math.round(s.accessTokenLifetimeMs / 1000),
+    access_token_expires_at: isoOrNull(s.accessTokenExpiresAt),
+    refresh_token_issued: s.refreshTokenIssued,
+    refresh_token_rotates: s.refreshTokenRotates,
+    refresh_token_expires_at: isoOrNull(s.refreshTokenExpiresAt),
+    human_needed_at: isoOrNull(s.humanNeededAt),
+    replaced_existing: s.replacedExisting,
+    warnings: s.warnings,
+  };
 }
 
 function when(ms: number): string {
