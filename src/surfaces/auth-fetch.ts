@@ -60,9 +60,18 @@ export function createAuthFetch(
       if (retried.status !== 401) return retried;
       await retried.body?.cancel().catch(() => {});
       // A token fresh from the authorization server is still refused: the grant no longer
-      // authorizes this resource (revoked, or the audience changed). Only a human can fix that.
+      // authorizes this resource (revoked, the audience changed, or it lacks a scope the server
+      // names). Only a human can fix that; the login command then carries that scope.
       const again = parseBearerChallenge(retried.headers.get("www-authenticate"));
+      const asked = again?.scope ?? challenge?.scope;
+      const missing = missingScope(
+        renewed.scope,
+        asked !== undefined
+          ? validScope(asked, `the 401 challenge (WWW-Authenticate) of ${describeUrl(url)}`)
+          : undefined,
+      );
       throw await manager.markReauthRequired(connector, "token_rejected", {
+        ...(missing ? { requiredScope: mergeScopes(renewed.scope, missing) ?? missing } : {}),
         serverError: again?.error ? serverText(again.error, renewed, 64) : "invalid_token",
         ...(again?.errorDescription
           ? { serverErrorDescription: serverText(again.errorDescription, renewed, 300) }
@@ -113,6 +122,14 @@ function withToken(request: RequestInit, token: AccessToken): RequestInit {
   const headers = new Headers(request.headers);
   headers.set("authorization", `${token.tokenType} ${token.token.reveal()}`);
   return { ...request, headers };
+}
+
+/** The scopes a challenge names that a token's known scope lacks (undefined when none, or unknown). */
+export function missingScope(granted: string | undefined, asked: string | undefined): string | undefined {
+  if (granted === undefined || !asked) return undefined;
+  const have = new Set(granted.split(" "));
+  const missing = asked.split(" ").filter((s) => s && !have.has(s));
+  return missing.length ? missing.join(" ") : undefined;
 }
 
 function isInsufficientScope(response: Response): boolean {

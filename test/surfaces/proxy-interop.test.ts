@@ -33,10 +33,22 @@ interface StatelessServer {
  * initialize needs no token; every other request needs a known token, and `admin` needs the
  * `write` scope (403 insufficient_scope otherwise, RFC 6750 §3.1).
  */
-async function startStatelessServer(options: { open?: boolean } = {}): Promise<StatelessServer> {
+async function startStatelessServer(
+  options: { open?: boolean; stepUpStatus?: 401 | 403 } = {},
+): Promise<StatelessServer> {
   const counts = { initialize: 0, gets: 0, toolCalls: 0, forbidden: 0 };
   const grants = new Map<string, string[]>();
+  let refreshed = 0;
   const server: Server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url === "/token") {
+      // A refresh keeps the grant's scope (RFC 6749 §6): it cannot add "write".
+      for await (const _ of req) void _;
+      const token = `refreshed-${++refreshed}`;
+      grants.set(token, ["read"]);
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(JSON.stringify({ access_token: token, token_type: "Bearer", expires_in: 3600, scope: "read" }));
+      return;
+    }
     if (req.method !== "POST") {
       counts.gets++;
       res.writeHead(404).end("Not Found");
@@ -58,9 +70,9 @@ async function startStatelessServer(options: { open?: boolean } = {}): Promise<S
       }
       if (body.method === "tools/call" && body.params?.name === "admin" && !scopes.includes("write")) {
         counts.forbidden++;
-        res
-          .writeHead(403, { "www-authenticate": 'Bearer error="insufficient_scope", scope="read write"' })
-          .end();
+        const status = options.stepUpStatus ?? 403;
+        const error = status === 403 ? "insufficient_scope" : "invalid_token";
+        res.writeHead(status, { "www-authenticate": `Bearer error="${error}", scope="read write"` }).end();
         return;
       }
     }
@@ -127,13 +139,29 @@ async function proxyFor(upstream: StatelessServer, store: MemoryStore, open = fa
   };
 }
 
+/** The command a person is told to run: login, this server, this connector, the scope asked for (however quoted). */
+function assertLoginAction(action: string, url: string): void {
+  const words = [...action.matchAll(/'([^']*)'|"([^"]*)"|([^\s`]+)/g)].map((m) => m[1] ?? m[2] ?? m[3]);
+  const at = words.indexOf("login");
+  assert.ok(at > 0 && words[at - 1] === "tokenkeeper", action);
+  assert.equal(words[at + 1], url, action);
+  assert.equal(words[words.indexOf("--name") + 1], "interop", action);
+  assert.equal(words[words.indexOf("--scope") + 1], "read write", action);
+}
+
 function connectorFor(upstream: StatelessServer, token: string, scope: string) {
   const now = Date.now();
+  const origin = new URL(upstream.url).origin;
   return makeRecord(
     "interop",
     {
       scope,
-      server: { ...makeRecord().server, mcpUrl: upstream.url, resource: upstream.url },
+      server: {
+        mcpUrl: upstream.url,
+        resource: upstream.url,
+        issuer: origin,
+        metadata: { issuer: origin, token_endpoint: `${origin}/token` },
+      },
       tokens: makeTokens({ accessToken: new Secret(token), scope }, now),
     },
     now,
@@ -189,6 +217,29 @@ describe("proxy interop with stateless servers", () => {
     }
   });
 
+  it("a 401 naming a scope the grant lacks: one refresh, then the login command with that scope", async () => {
+    const upstream = await startStatelessServer({ stepUpStatus: 401 });
+    servers.push(upstream);
+    upstream.grants.set("token-read", ["read"]);
+    const store = new MemoryStore();
+    await store.put("interop", connectorFor(upstream, "token-read", "read"), null);
+    const p = await proxyFor(upstream, store);
+    try {
+      assert.equal((await p.client.callTool({ name: "echo", arguments: {} })).isError, undefined);
+      const refused = await p.client.callTool({ name: "admin", arguments: {} }).then(
+        () => assert.fail("admin needs the write scope"),
+        (error: unknown) => error,
+      );
+      assert.ok(refused instanceof McpError);
+      assert.equal(refused.code, -32030);
+      const data = refused.data as { action: string };
+      assertLoginAction(data.action, upstream.url);
+      assert.equal(upstream.counts.forbidden, 2, "the old token, then the refreshed one: no loop");
+    } finally {
+      await p.stop();
+    }
+  });
+
   it("step-up: the login command with the scope asked for, then the new token is used at once", async () => {
     const upstream = await startStatelessServer();
     servers.push(upstream);
@@ -206,10 +257,7 @@ describe("proxy interop with stateless servers", () => {
       assert.equal(refused.code, -32030);
       const data = refused.data as { action: string; reason: string };
       assert.equal(data.reason, "insufficient_scope");
-      assert.match(
-        data.action,
-        new RegExp(`tokenkeeper login ${upstream.url} --name interop --scope "read write"`),
-      );
+      assertLoginAction(data.action, upstream.url);
       // Other calls keep working.
       assert.equal((await p.client.callTool({ name: "echo", arguments: {} })).isError, undefined);
 
