@@ -13,9 +13,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Clock, systemClock } from "../../src/core/clock.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
+import { openStore } from "../../src/store/open-store.js";
 import { startTokenEndpoint } from "../../src/surfaces/token-endpoint-server.js";
 import type { TestBed } from "../bed/index.js";
-import { type Harness, startHarness } from "../cli/unattended-harness.js";
+import { type Harness, startHarness, waitFor } from "../cli/unattended-harness.js";
 import { mcpAccepts } from "../support/mcp-accepts.js";
 
 const SKEW_MS = 65_000;
@@ -69,7 +70,23 @@ describe("clock skew: no token handed out is already expired at the MCP server",
         // from Tokenkeeper's own token-endpoint call (as after a login), not from the seeding.
         const time = new SharedTime(h.bed, asSkewMs, rsOnAsClock);
         await h.connect(name);
-        const manager = new TokenManager({ store: h.store, clock: time });
+        // The run's manager, as `tokenkeeper run` makes it: its store judges lock leases by the same
+        // clock as every other process. Its background refreshes are counted, so that time only
+        // moves when no request is in flight (a jump under a pending request would be a stall).
+        const store = await openStore(h.storeUrl, { env: h.env, clock: time });
+        let pending = 0;
+        const manager = new TokenManager({
+          store,
+          clock: time,
+          fetch: async (input, init) => {
+            pending++;
+            try {
+              return await fetch(input, init);
+            } finally {
+              pending--;
+            }
+          },
+        });
         await manager.refreshNow(name);
         const endpoint = await startTokenEndpoint({ manager, connectors: [name] });
         h.bed.mcp.resetCounters();
@@ -89,11 +106,13 @@ describe("clock skew: no token handed out is already expired at the MCP server",
             assert.equal(viaRun.code, 0, viaRun.stderr);
             if (!(await mcpAccepts(h.bed.mcpUrl, viaRun.stdout.trim())))
               rejected.push(`run at +${at / 1000}s`);
+            await waitFor(() => pending === 0, 30_000, "the run's background refresh");
             time.advance(5_000);
           }
         } finally {
           await endpoint.close();
           await manager.close();
+          await store.close();
           h.bed.as.setClockOffset(0);
           h.bed.mcp.setClockOffset(0);
         }
@@ -103,6 +122,7 @@ describe("clock skew: no token handed out is already expired at the MCP server",
         );
         assert.deepEqual(rejected, [], "tokens the MCP server rejected");
         assert.equal(h.bed.mcp.counters.unauthorized, 0, "401s counted by the MCP server");
+        assert.equal(h.bed.as.counters.refreshTokenReuse, 0, "no refresh token presented twice");
         // Several lifetimes really passed: the connector was refreshed at least once per lifetime.
         assert.ok(refreshes >= 4, `refreshes: ${refreshes}`);
         // status shows the same expiry every decision used, and what the server stated.
@@ -128,7 +148,8 @@ describe("clock skew: no token handed out is already expired at the MCP server",
     try {
       const time = new SharedTime(short.bed, -SKEW_MS, false);
       await short.connect("short");
-      const manager = new TokenManager({ store: short.store, clock: time });
+      const store = await openStore(short.storeUrl, { env: short.env, clock: time });
+      const manager = new TokenManager({ store, clock: time });
       const endpoint = await startTokenEndpoint({ manager, connectors: ["short"] });
       try {
         // Make the seeded token stale, so the next call must refresh.
@@ -165,6 +186,7 @@ describe("clock skew: no token handed out is already expired at the MCP server",
       } finally {
         await endpoint.close();
         await manager.close();
+        await store.close();
       }
     } finally {
       await short.close();
