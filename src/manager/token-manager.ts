@@ -200,6 +200,11 @@ export class TokenManager {
     string,
     { spent: TokenSet | null; next: ConnectorRecord; outcome: GrantOutcome }
   >();
+  /**
+   * Refresh tokens that got an invalid answer, with that answer: if the store could not record
+   * the verdict, this process still never sends them again (and tries to record it once more).
+   */
+  readonly #answeredInvalid = new Map<string, { spent: TokenSet; error: InvalidTokenResponseError }>();
   #closed = false;
 
   constructor(options: TokenManagerOptions) {
@@ -717,6 +722,9 @@ export class TokenManager {
     }
     const refreshable = record.grant === "client_credentials" || record.tokens?.refreshToken;
     if (!refreshable) throw await this.#enterReauth(stored, "no_refresh_token", {});
+    const invalid = this.#answeredInvalid.get(record.name);
+    if (invalid && sameRefreshToken(record.tokens, invalid.spent))
+      return this.#afterInvalidAnswer(stored, invalid.error);
     const underLease = await this.#requestTimeoutUnder(lock);
     // The request's timeout also ends at the refresh's deadline: `--timeout 5s` means 5 s, not
     // 5 s plus one request timeout. Without a useful amount of time left it is not sent at all
@@ -785,6 +793,8 @@ export class TokenManager {
    */
   async #afterInvalidAnswer(stored: StoredRecord, error: unknown): Promise<never> {
     if (!(error instanceof InvalidTokenResponseError)) throw error;
+    if (stored.record.tokens)
+      this.#answeredInvalid.set(stored.record.name, { spent: stored.record.tokens, error });
     const detail = String(error.fields.detail ?? error.message);
     const reauth = await this.#enterReauth(stored, "invalid_token_response", {
       serverErrorDescription: detail,

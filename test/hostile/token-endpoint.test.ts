@@ -7,7 +7,14 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { systemClock } from "../../src/core/clock.js";
+import { ProtocolError, ReauthRequiredError, StoreUnavailableError } from "../../src/core/errors.js";
+import type { ConnectorRecord } from "../../src/core/record.js";
+import { TokenManager } from "../../src/manager/token-manager.js";
+import { login } from "../../src/oauth/login.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
 import type { StubResponse } from "../oauth/stub-servers.js";
+import { followAuthorization } from "../support/browser-agent.js";
 import { type Hostile, startHostile } from "./harness.js";
 
 const open: Hostile[] = [];
@@ -264,5 +271,48 @@ describe("lifetimes are bounded; status works whatever is stored", () => {
     const headers = await h.cli(["headers", "crlf"]);
     assert.equal(headers.code, 76, headers.stderr);
     assert.equal(headers.stdout, "");
+  });
+});
+
+/** A store whose writes fail while `refuse` is set (an outage between read and write). */
+class RefusingStore extends MemoryStore {
+  refuse = false;
+  override async put(name: string, record: ConnectorRecord, expectedVersion: number | null): Promise<number> {
+    if (this.refuse) throw new StoreUnavailableError("the store is down");
+    return super.put(name, record, expectedVersion);
+  }
+}
+
+describe("the verdict on an invalid answer holds in this process even when the store cannot record it", () => {
+  it("never sends the refresh token again, and records the verdict once the store is back", async () => {
+    const h = await hostile();
+    const store = new RefusingStore();
+    await login(
+      { mcpUrl: h.fake.mcpUrl, name: "v", flow: "browser" },
+      {
+        store,
+        clock: systemClock,
+        presentUrl: async (url) => void (await followAuthorization(url)),
+        presentDeviceCode: () => {},
+      },
+    );
+    h.on.refresh = () => tokens({ token_type: "DPoP" });
+    const manager = new TokenManager({ store, clock: systemClock, retry: { deadlineMs: 5_000 } });
+    store.refuse = true;
+    for (let i = 0; i < 2; i++) {
+      const e = await manager.refreshNow("v").then(
+        () => assert.fail("an invalid answer must fail"),
+        (error: unknown) => error,
+      );
+      assert.ok(e instanceof ProtocolError, String(e));
+    }
+    assert.equal(h.fake.tokenRequestsOf("refresh_token").length, 1, "sent once while the store was down");
+    store.refuse = false;
+    await manager.refreshNow("v").catch(() => {});
+    assert.equal((await store.get("v"))!.record.state.reauth?.reason, "invalid_token_response");
+    const later = await manager.getAccessToken("v").catch((error: unknown) => error);
+    assert.ok(later instanceof ReauthRequiredError, String(later));
+    assert.equal(h.fake.tokenRequestsOf("refresh_token").length, 1, "and never after");
+    await manager.close();
   });
 });
