@@ -49,7 +49,7 @@ describe("a crash between the server's answer and the durable save", () => {
     assert.equal(record.status, "skipped");
     assert.equal(record.code, "reauth_required");
     assert.equal(record.reason, "invalid_grant");
-    assert.match(record.action ?? "", /tokenkeeper login .* --name crashed/);
+    assert.match(record.action ?? "", /tokenkeeper login .* --name 'crashed'/);
     assert.equal(h.bed.as.counters.refreshTokenReuse, 1, "the spent refresh token was presented once");
 
     // The verdict is in the store: the next job fails the same way without asking the server.
