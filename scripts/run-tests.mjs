@@ -51,6 +51,9 @@ const child = spawn(
   ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=300000", ...flags, ...files],
   { stdio: "inherit", env: { ...process.env, TOKENKEEPER_TEST_SECRET_SCAN: scanDir } },
 );
+// Ctrl-C reaches the test runner too (same process group): wait for it to stop, then clean up
+// the scan directory instead of dying first and leaving it behind.
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => {
   let scanCode = 0;
   try {
