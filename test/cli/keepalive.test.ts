@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { ManualClock } from "../../src/core/clock.js";
 import { skipRecordSchema } from "../../src/surfaces/skip-record.js";
 import { type Harness, startHarness, startWebhook, waitFor } from "./unattended-harness.js";
 
@@ -27,7 +28,10 @@ describe("tokenkeeper keepalive", () => {
     await sleep(1_100);
     await h.connect("busy");
     const refreshes = h.bed.as.counters.refreshGrantsSucceeded;
-    const r = await h.cli(["keepalive", "--once", "--idle", "1s", "--json", "idle", "busy"]);
+    // The pass runs at a fixed moment just after "busy" was used: a loaded machine may take
+    // seconds to start it, which must not turn "busy" idle.
+    const clock = new ManualClock(Date.now());
+    const r = await h.cli(["keepalive", "--once", "--idle", "1s", "--json", "idle", "busy"], { clock });
     assert.equal(r.code, 0, r.stderr);
     const [idle, busy] = r.lines.map((l) => skipRecordSchema.parse(l));
     assert.equal(idle!.reason, "refreshed");
