@@ -5,7 +5,14 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const scripts = ["cli-startup.ts", "hot-path.ts", "fleet.ts", "save-window.ts", "proxy-vs-mcp-remote.ts", "secret-scan.ts"];
+const scripts = [
+  "cli-startup.ts",
+  "hot-path.ts",
+  "fleet.ts",
+  "save-window.ts",
+  "proxy-vs-mcp-remote.ts",
+  "secret-scan.ts",
+];
 let failed = 0;
 for (const script of scripts) {
   console.log(`\n=== bench/${script} ===`);
