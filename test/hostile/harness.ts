@@ -31,6 +31,7 @@ import {
 } from "../oauth/stub-servers.js";
 import { followAuthorization } from "../support/browser-agent.js";
 import { runCliInProcess } from "../support/run-cli.js";
+import { recordOutputFiles } from "../support/secret-scan.js";
 
 /** How the server answers, changeable between commands. Undefined: the correct answer. */
 export interface HostileBehaviour {
@@ -182,6 +183,8 @@ export async function startHostile(options: FakeOAuthOptions = {}): Promise<Host
       await store.close();
       await webhook.close();
       await fake.close();
+      // The events log and notification dumps also go to the suite-wide secret scan.
+      recordOutputFiles(home, ["state"]);
       await rm(home, { recursive: true, force: true });
     },
   };
