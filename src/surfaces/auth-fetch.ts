@@ -17,6 +17,11 @@ export interface AuthFetchOptions {
   minTtlMs?: number;
   /** The fetch to wrap (default: global fetch). */
   fetch?: FetchLike;
+  /**
+   * How long a request waits for a token that needs a refresh before it fails with a transient
+   * error (default: as long as the manager's retry deadline). The refresh itself goes on.
+   */
+  maxWaitMs?: number;
 }
 
 export function createAuthFetch(
@@ -25,7 +30,11 @@ export function createAuthFetch(
   options: AuthFetchOptions = {},
 ): FetchLike {
   const base = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-  const tokenOptions = options.minTtlMs !== undefined ? { minTtlMs: options.minTtlMs } : {};
+  const bound = options.maxWaitMs !== undefined ? { maxWaitMs: options.maxWaitMs } : {};
+  const tokenOptions = {
+    ...(options.minTtlMs !== undefined ? { minTtlMs: options.minTtlMs } : {}),
+    ...bound,
+  };
   return async (input, init) => {
     // Work on (url, init), not Request objects: building, cloning and re-wrapping a Request
     // costs three body streams per call on Node 20 (~0.2 ms), most of what a proxy adds.
@@ -46,7 +55,7 @@ export function createAuthFetch(
           serverError: error,
         });
       }
-      const renewed = await manager.refreshAfterRejection(connector, token.token);
+      const renewed = await manager.refreshAfterRejection(connector, token.token, bound);
       if (!replayable) {
         throw new TransientError(
           "the access token was renewed but the request body is a stream and cannot be sent again; retry the request",

@@ -27,7 +27,7 @@ import {
 } from "../../surfaces/proxy/config.js";
 import { type ResolvedTarget, runProxy, type TransportChoice } from "../../surfaces/proxy/proxy.js";
 import { skipRecordJson } from "../../surfaces/skip-record.js";
-import { interactiveCommand, type ParsedFlags, parseFlags, UsageError } from "../args.js";
+import { durationFlag, interactiveCommand, type ParsedFlags, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
 import { writeJson, writeLine } from "../output.js";
 import { openCliStore } from "../runtime.js";
@@ -62,6 +62,9 @@ Options:
                          (no connector, nothing stored)
   --interactive          when re-authorization is needed and a terminal is attached, open the
                          browser login (never otherwise)
+  --token-wait DURATION  how long a call waits for a token that must be refreshed first
+                         (default 3s, or TOKENKEEPER_PROXY_TOKEN_WAIT); then the call is
+                         answered with a transient error (-32031) and the refresh goes on
   --verbose              log transport details to stderr
   --print-config         print the configuration that runs this proxy, and exit
   --client C             with --print-config: claude-desktop | claude-code | cursor (default: all)
@@ -90,6 +93,7 @@ const OPTIONS = {
   interactive: { type: "boolean" },
   "no-auth": { type: "boolean" },
   verbose: { type: "boolean" },
+  "token-wait": { type: "string" },
   "print-config": { type: "boolean" },
   client: { type: "string" },
   "headers-helper": { type: "boolean" },
@@ -160,6 +164,16 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     throw new UsageError("--headers-helper is for --client claude-code (Claude Code's headersHelper)");
   }
 
+  // Checked before anything runs: a bad value must not surface at the first slow refresh.
+  const tokenWait = values["token-wait"] ?? ctx.env.TOKENKEEPER_PROXY_TOKEN_WAIT;
+  const tokenWaitMs =
+    tokenWait === undefined
+      ? undefined
+      : durationFlag(
+          values["token-wait"] !== undefined ? "--token-wait" : "TOKENKEEPER_PROXY_TOKEN_WAIT",
+          tokenWait,
+        );
+
   if (values["no-auth"] && !/^https?:\/\//i.test(target))
     throw new UsageError("--no-auth takes the server's URL, not a connector name");
   if (values["no-auth"] && values["print-config"])
@@ -173,7 +187,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
       await store.close();
     }
   }
-  return serve(ctx, target, { transport, headers, values });
+  return serve(ctx, target, { transport, headers, values, tokenWaitMs });
 }
 
 interface Resolved extends ResolvedTarget {
@@ -227,6 +241,7 @@ async function serve(
     transport: TransportChoice;
     headers: Record<string, string>;
     values: ProxyFlags;
+    tokenWaitMs: number | undefined;
   },
 ): Promise<number> {
   const { values } = opts;
@@ -274,6 +289,7 @@ async function serve(
       ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
       signal: ctx.signal,
       ...(values.verbose ? { verbose: true } : {}),
+      ...(opts.tokenWaitMs !== undefined ? { tokenWaitMs: opts.tokenWaitMs } : {}),
     });
     return outcome.exitCode;
   } finally {
@@ -326,7 +342,7 @@ async function printConfig(
   const args = ["proxy", proxyTarget];
   if (transport !== "auto") args.push("--transport", transport);
   for (const h of values.header ?? []) args.push("--header", h);
-  for (const flag of ["events", "notify-command", "notify-webhook", "timeout"] as const) {
+  for (const flag of ["events", "notify-command", "notify-webhook", "timeout", "token-wait"] as const) {
     const value = values[flag];
     if (typeof value === "string") args.push(`--${flag}`, value);
   }

@@ -55,6 +55,14 @@ export interface ResolvedTarget {
   open?: boolean;
 }
 
+/**
+ * How long a call waits for a token by default. A host (Claude Desktop, Cursor…) gives a call
+ * tens of seconds before it times out on its own, with no reason given; a few seconds covers a
+ * token endpoint's normal answer (and a probe after an outage) and leaves room to answer with
+ * the real reason.
+ */
+export const DEFAULT_TOKEN_WAIT_MS = 3_000;
+
 export interface ProxyOptions {
   manager: TokenManager;
   /**
@@ -87,6 +95,12 @@ export interface ProxyOptions {
   maxPending?: number;
   /** How often, at most, an unusable connector is checked again on a request (default 1 s). */
   recheckMs?: number;
+  /**
+   * How long a call waits for a token when one must be refreshed first (default 3 s,
+   * DEFAULT_TOKEN_WAIT_MS). After it the call is answered with a transient error (-32031) while
+   * the refresh goes on in the background: a host waits seconds, not a retry deadline.
+   */
+  tokenWaitMs?: number;
   connectTimeoutMs?: number;
   reconnect?: Partial<RetryPolicy>;
   /** Log transport details (still never per message, never secrets). */
@@ -98,6 +112,9 @@ export interface ProxyOutcome {
   exitCode: number;
   reason: "stdin_closed" | "signal" | "stdout_closed";
 }
+
+/** Ready; not usable (the state says why); or usable, but the token wait ended with this error. */
+type Recovery = boolean | TokenkeeperError;
 
 type State =
   | { kind: "unresolved"; error: TokenkeeperError }
@@ -139,10 +156,11 @@ class StdioProxy {
   readonly #pending: PendingRequests;
   readonly #stdio: StdioServerTransport;
   readonly #recheckMs: number;
+  readonly #tokenWaitMs: number;
   #state: State = { kind: "unresolved", error: lossError("shutdown", { where: "", method: "start" }) };
   #target: ResolvedTarget | undefined;
   #upstream: Upstream | undefined;
-  #recovering: Promise<boolean> | undefined;
+  #recovering: Promise<Recovery> | undefined;
   #lastRecoveryAt = Number.NEGATIVE_INFINITY;
   #unsubscribe: (() => void) | undefined;
   /** Skip records already emitted for per-call problems (a missing scope), so each is reported once. */
@@ -160,6 +178,7 @@ class StdioProxy {
     this.#clock = options.clock;
     this.#pending = new PendingRequests(options.maxPending ?? 10_000);
     this.#recheckMs = options.recheckMs ?? 1_000;
+    this.#tokenWaitMs = options.tokenWaitMs ?? DEFAULT_TOKEN_WAIT_MS;
     this.#stdio = new StdioServerTransport(options.stdin, options.stdout);
     this.#done = new Promise((resolve) => {
       this.#finish = resolve;
@@ -239,7 +258,9 @@ class StdioProxy {
     }
     // Not usable right now: see whether a login happened meanwhile, else answer at once.
     void this.#attemptRecovery(false).then((ok) => {
-      if (ok) this.#forward(message);
+      // Usable, but no token came within the token wait: this call has had its wait.
+      if (isTokenkeeperError(ok)) this.#failOne(id, ok);
+      else if (ok) this.#forward(message);
       else this.#failOne(id, this.#currentError());
     });
   }
@@ -343,7 +364,7 @@ class StdioProxy {
    * Leaves the unresolved or reauth state when a login happened meanwhile. Single-flight, and
    * at most once per recheckMs: a client hammering a dead connector gets answers from memory.
    */
-  #attemptRecovery(force: boolean): Promise<boolean> {
+  #attemptRecovery(force: boolean): Promise<Recovery> {
     if (this.#state.kind === "ready") return Promise.resolve(true);
     if (this.#state.kind === "closed") return Promise.resolve(false);
     if (this.#recovering) return this.#recovering;
@@ -356,7 +377,7 @@ class StdioProxy {
     return this.#recovering;
   }
 
-  async #recover(): Promise<boolean> {
+  async #recover(): Promise<Recovery> {
     const wasReauth = this.#state.kind === "reauth";
     try {
       if (!this.#target) {
@@ -368,7 +389,8 @@ class StdioProxy {
       }
       // Not just a token: liveAccessToken also says when the store marks the grant dead (a
       // token the server rejected can still look fresh).
-      if (!this.#target.open) await this.#manager.getAccessToken(this.#target.connector);
+      if (!this.#target.open)
+        await this.#manager.getAccessToken(this.#target.connector, { maxWaitMs: this.#tokenWaitMs });
     } catch (error) {
       const typed = this.#typed(error);
       if (isRetryable(typed)) {
@@ -376,7 +398,7 @@ class StdioProxy {
         if (this.#target && this.#state.kind !== "reauth") {
           this.#log(`could not get a token yet (${typed.message}); requests will retry`);
           this.#state = { kind: "ready" };
-          return true;
+          return typed;
         }
       }
       if (!this.#target) {
@@ -411,7 +433,10 @@ class StdioProxy {
     const o = this.#o;
     const fetch = target.open
       ? (o.fetch ?? ((input, init) => globalThis.fetch(input, init)))
-      : createAuthFetch(this.#manager, target.connector, o.fetch ? { fetch: o.fetch } : {});
+      : createAuthFetch(this.#manager, target.connector, {
+          maxWaitMs: this.#tokenWaitMs,
+          ...(o.fetch ? { fetch: o.fetch } : {}),
+        });
     return new Upstream({
       url: new URL(target.url),
       transport: o.transport ?? "auto",
