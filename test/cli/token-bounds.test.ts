@@ -35,7 +35,7 @@ describe("tokenkeeper token: bounded waits", () => {
     }));
   }
 
-  it("inside the refresh-ahead window, prints the token and exits at once, with no request left behind", async () => {
+  it("inside the refresh-ahead window, prints the token and exits at once, with no request left behind", async (t) => {
     await expireIn("window", 4 * MINUTE);
     const current = (await h.store.get("window"))!.record.tokens!.accessToken.reveal();
     h.bed.as.failTokenEndpoint(100, "slow", { delayMs: Number.POSITIVE_INFINITY });
@@ -59,6 +59,9 @@ describe("tokenkeeper token: bounded waits", () => {
       assert.equal(windowed.code, 0, windowed.stderr);
       assert.equal(windowed.stdout, `${current}\n`);
       assert.ok(windowMs < baselineMs + 2_000, `exit after ${windowMs} ms (fresh token: ${baselineMs} ms)`);
+      t.diagnostic(
+        `in-window token, hung endpoint: command ${elapsed} ms; process exit ${windowMs} ms (fresh-token baseline ${baselineMs} ms)`,
+      );
 
       // No refresh was started, so none was cut short: the server saw no request at all.
       assert.equal(h.bed.as.counters.tokenRequests, requests);
@@ -76,7 +79,7 @@ describe("tokenkeeper token: bounded waits", () => {
     assert.equal(h.bed.as.counters.refreshTokenReuse, 0);
   });
 
-  it("--timeout 2s against a hung token endpoint ends in about 2 s with exit 75", async () => {
+  it("--timeout 2s against a hung token endpoint ends in about 2 s with exit 75", async (t) => {
     await expireIn("stale", -1_000);
     h.bed.as.failTokenEndpoint(100, "slow", { delayMs: Number.POSITIVE_INFINITY });
     const requests = h.bed.as.counters.tokenRequests;
@@ -89,6 +92,7 @@ describe("tokenkeeper token: bounded waits", () => {
       assert.match(r.stderr, /transient/);
       // 2 s, plus slack for a loaded machine; before, one request timeout (10 s) more.
       assert.ok(elapsed >= 1_900 && elapsed < 3_500, `--timeout 2s took ${elapsed} ms`);
+      t.diagnostic(`--timeout 2s, hung endpoint: exit 75 after ${elapsed} ms`);
       assert.equal(h.bed.as.counters.tokenRequests, requests + 1, "one request, cut at the deadline");
     } finally {
       h.bed.as.clearTokenEndpointFailures();

@@ -106,7 +106,7 @@ describe("waits end with their reason", () => {
     return state;
   };
 
-  it("the first call after a 503 outage clears gets a token within a probe interval, not at the end of the cool-down", async () => {
+  it("the first call after a 503 outage clears gets a token within a probe interval, not at the end of the cool-down", async (t) => {
     bed.as.failTokenEndpoint(10_000, "503");
     await clock.advance(HOUR + 1);
     // A caller that needs a token rides the whole retry deadline (60 s) and gets the failure.
@@ -145,12 +145,16 @@ describe("waits end with their reason", () => {
     }
     const recoveryMs = clock.now() - recoveredAt;
     assert.ok(recoveryMs <= 2_000, `first success ${recoveryMs} ms after recovery`);
+    const cooldownLeft = (failed as { at: number }).at + 22_500 - recoveredAt;
+    t.diagnostic(
+      `503 outage: ${probes} probes in 10 s of calls every 100 ms; first success ${recoveryMs} ms after recovery (the cool-down alone had ${cooldownLeft} ms left)`,
+    );
     assert.ok(token.expiresAt! > clock.now() + HOUR / 2);
     assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
     assert.equal((await store.get(name))!.record.state.health, "ok");
   });
 
-  it("a caller that needs a token cuts a background refresh's long backoff short once the server is back", async () => {
+  it("a caller that needs a token cuts a background refresh's long backoff short once the server is back", async (t) => {
     bed.as.failTokenEndpoint(10_000, "503");
     // Inside the refresh-ahead window: callers get the current token, a refresh runs behind.
     await clock.advance(HOUR - 4 * 60_000);
@@ -173,6 +177,7 @@ describe("waits end with their reason", () => {
     assert.equal(needy.error, undefined, String(needy.error));
     assert.ok(needy.value!.expiresAt! - clock.now() >= 10 * 60_000);
     assert.ok(clock.now() - recoveredAt <= 2_000, `waited ${waited} ms after recovery`);
+    t.diagnostic(`background backoff of 12 s cut short: token ${waited} ms after recovery`);
     assert.equal(bed.as.counters.tokenRequests, requests + 1, "one request: the probe");
     assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
   });

@@ -50,7 +50,7 @@ async function timed(
 }
 
 describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
-  it("answers -32031 within the default 3 s while the token endpoint answers 503, then recovers at the next call", async () => {
+  it("answers -32031 within the default 3 s while the token endpoint answers 503, then recovers at the next call", async (t) => {
     const home = await expiredHome("flaky");
     bed.as.resetCounters();
     bed.as.failTokenEndpoint(10_000, "503");
@@ -81,6 +81,9 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
       const echo = await raw.request("tools/call", { name: "echo", arguments: { text: "back" } });
       assert.equal(echo.error, undefined, JSON.stringify(echo));
       assert.equal(bed.as.counters.refreshGrantsSucceeded, 1);
+      t.diagnostic(
+        `503 endpoint: first call -32031 after ${first.ms} ms, next ${second.ms} ms; after recovery ${recovered.ms} ms`,
+      );
       assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
       assert.equal(bed.as.counters.refreshTokenReuse, 0);
     } finally {
@@ -91,7 +94,7 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
     }
   });
 
-  it("TOKENKEEPER_PROXY_TOKEN_WAIT=1s bounds a call against a token endpoint that never answers", async () => {
+  it("TOKENKEEPER_PROXY_TOKEN_WAIT=1s bounds a call against a token endpoint that never answers", async (t) => {
     const home = await expiredHome("hung");
     bed.as.failTokenEndpoint(10_000, "slow", { delayMs: Number.POSITIVE_INFINITY });
     const raw = spawnRaw(home, "hung", [], { TOKENKEEPER_PROXY_TOKEN_WAIT: "1s" });
@@ -102,6 +105,7 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
       assert.equal(call.answer.error?.code, UNAVAILABLE, JSON.stringify(call.answer));
       assert.ok(call.ms >= 800 && call.ms < 3_000, `answered after ${call.ms} ms`);
       assert.match(call.answer.error!.message, /within 1000 ms/);
+      t.diagnostic(`hung endpoint, token wait 1s: -32031 after ${call.ms} ms`);
     } finally {
       bed.as.clearTokenEndpointFailures();
       raw.child.stdin!.end();
