@@ -4,10 +4,13 @@
  * may have purged it meanwhile. In the browser flow a purged client_id would only surface as an
  * error page in the person's browser, so it is checked first, without the person.
  *
- * The check is one token request with a code that cannot be valid: RFC 6749 §5.2 has the server
- * answer `invalid_client` when client authentication fails (an unknown client among the causes),
- * and `invalid_grant` (or `unauthorized_client` for a client not allowed this grant) when the
- * client is fine. Nothing is issued; the dummy code and verifier are random and used once.
+ * The check is one token request with a refresh token that cannot be valid: RFC 6749 §5.2 has
+ * the server answer `invalid_client` when client authentication fails (an unknown client among
+ * the causes), and `invalid_grant` (or `unauthorized_client` for a client not allowed this
+ * grant) when the client is fine. Nothing is issued; the dummy token is random and used once.
+ * Not a dummy authorization code: with it comes a code_verifier that matches no challenge the
+ * client ever sent, which a server (the MCP conformance suite's among them) rightly reports as
+ * a PKCE violation.
  */
 import * as oauth from "oauth4webapi";
 import { randomHex } from "../core/random.js";
@@ -25,16 +28,8 @@ export function judgeProbe(oauthError: string | undefined): ProbeVerdict {
  * Sends the probe for `record`'s client. Transient failures (network, 5xx) propagate as
  * TransientError: the login could not go on against that server anyway.
  */
-export async function probeClient(
-  record: ConnectorRecord,
-  redirectUri: string | undefined,
-  deps: TokenEndpointDeps,
-): Promise<ProbeVerdict> {
-  const params: Record<string, string> = {
-    code: `tokenkeeper-probe-${randomHex(16)}`,
-    code_verifier: `tokenkeeper-probe-${randomHex(24)}`,
-  };
-  if (redirectUri) params.redirect_uri = redirectUri;
+export async function probeClient(record: ConnectorRecord, deps: TokenEndpointDeps): Promise<ProbeVerdict> {
+  const params: Record<string, string> = { refresh_token: `tokenkeeper-probe-${randomHex(24)}` };
   try {
     await callTokenEndpoint(
       record,
@@ -45,7 +40,7 @@ export async function probeClient(
           ctx.as,
           ctx.client,
           ctx.auth,
-          "authorization_code",
+          "refresh_token",
           { ...params, ...(additionalParameters as Record<string, string>) },
           rest,
         );

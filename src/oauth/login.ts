@@ -359,7 +359,7 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
         server: { ...previous!.server, metadata },
         client: dynamicReuse,
       };
-      const verdict = await probeClient(probeRecord, listener?.redirectUri, httpDepsOf(deps));
+      const verdict = await probeClient(probeRecord, httpDepsOf(deps));
       if (verdict === "registered") {
         client = dynamicReuse;
         deps.note?.(`Reusing the registered client ${dynamicReuse.clientId}`);

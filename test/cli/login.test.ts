@@ -230,6 +230,23 @@ describe("tokenkeeper login", () => {
     assert.equal((await cli.run(["login", bed.mcpUrl, "--device", "--client-credentials"])).code, 64);
     assert.equal((await cli.run(["login", bed.mcpUrl, "--timeout", "soon"])).code, 64);
     assert.equal((await cli.run(["login", bed.mcpUrl, "--bogus"])).code, 64);
+    // A private key belongs to a registered client, and replaces its secret.
+    assert.equal((await cli.run(["login", bed.mcpUrl, "--private-key-file", "k.pem"])).code, 64);
+    assert.equal(
+      (
+        await cli.run([
+          "login",
+          bed.mcpUrl,
+          "--client-id",
+          "c",
+          "--private-key-file",
+          "k.pem",
+          "--client-secret-env",
+          "S",
+        ])
+      ).code,
+      64,
+    );
   });
 });
 
