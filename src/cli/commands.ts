@@ -14,6 +14,11 @@ export interface CommandEntry {
 export const commands: CommandEntry[] = [
   // (commands register here, one entry each, sorted by name)
   {
+    name: "config",
+    summary: "show or change a connector's settings (refresh window, notifications, headers)",
+    load: async () => (await import("./commands/config.js")).configCommand,
+  },
+  {
     name: "doctor",
     summary: "check an MCP server's authorization setup, with a fix for each problem",
     load: async () => (await import("./commands/doctor.js")).doctorCommand,

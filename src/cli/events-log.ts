@@ -9,6 +9,7 @@
  */
 import { closeSync, writeSync } from "node:fs";
 import { redact } from "../core/secret.js";
+import { toWire } from "../core/wire-json.js";
 import type { TokenkeeperEvent } from "../manager/events.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import { type SkipRecord, skipRecordJson } from "../surfaces/skip-record.js";
@@ -29,9 +30,9 @@ export class EventsLog {
     return new EventsLog(openPrivateAppend(path, "the events file"));
   }
 
-  /** A manager event, with an ISO time beside the epoch `at`. */
+  /** A manager event, in the wire dialect (snake_case, ISO-8601 times: core/wire-json.ts). */
   event(event: TokenkeeperEvent): void {
-    this.#line(JSON.stringify({ time: new Date(event.at).toISOString(), ...(redact(event) as object) }));
+    this.#line(JSON.stringify(toWire(redact(event))));
   }
 
   /** A skip record, as `{"type":"skip_record", …record}`. Not through redact(): see skipRecordJson. */
@@ -41,7 +42,7 @@ export class EventsLog {
 
   /** Anything else a command wants on the record (notification outcomes, warnings). */
   note(type: string, at: number, fields: Record<string, unknown>): void {
-    this.#line(JSON.stringify({ type, time: new Date(at).toISOString(), at, ...(redact(fields) as object) }));
+    this.#line(JSON.stringify(toWire({ type, at, ...(redact(fields) as object) })));
   }
 
   close(): void {

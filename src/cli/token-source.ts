@@ -21,6 +21,7 @@ import { UNATTENDED_HELP, UNATTENDED_OPTIONS, type UnattendedFlags } from "./una
 
 export const TOKEN_OPTIONS = {
   "min-ttl": { type: "string" },
+  json: { type: "boolean" },
   ...UNATTENDED_OPTIONS,
 } as const satisfies FlagOptions;
 
@@ -35,7 +36,7 @@ ${UNATTENDED_HELP}`;
 export function parseTokenArgs(
   args: string[],
   { rejectable = false }: { rejectable?: boolean } = {},
-): { name: string; minTtlMs: number; flags: UnattendedFlags; rejected: boolean } {
+): { name: string; minTtlMs: number; flags: UnattendedFlags; rejected: boolean; json: boolean } {
   const { values, positionals } = rejectable
     ? parseFlags(args, REJECTABLE_OPTIONS)
     : parseFlags(args, TOKEN_OPTIONS);
@@ -46,7 +47,16 @@ export function parseTokenArgs(
   // Checked here too: a fresh token never reaches the manager, and a bad flag must not pass unseen.
   if (values.timeout !== undefined) durationFlag("--timeout", values.timeout);
   const rejected = "rejected" in values && values.rejected === true;
-  return { name, minTtlMs, flags: values, rejected };
+  const { json, ...flags } = values;
+  return { name, minTtlMs, flags, rejected, json: json === true };
+}
+
+/** A token to print, with what `token --json` reports beside it. */
+export interface CliToken {
+  token: Secret;
+  tokenType: string;
+  /** Epoch ms by the local clock (skew-corrected); null when the server gave no lifetime. */
+  expiresAt: number | null;
 }
 
 /**
@@ -59,7 +69,7 @@ export async function cliAccessToken(
   flags: UnattendedFlags,
   ctx: CliContext,
   { rejected }: { rejected?: Secret } = {},
-): Promise<Secret> {
+): Promise<CliToken> {
   if (ctx.env.TOKENKEEPER_RUN_URL) {
     // Inside `tokenkeeper run`: the run's manager is the only refresher; the store is not opened.
     const { fetchRunToken, runEndpointFromEnv } = await import("../surfaces/token-endpoint-server.js");
@@ -71,7 +81,11 @@ export async function cliAccessToken(
         ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
         ...(rejected ? { rejected } : {}),
       });
-      return new Secret(answer.access_token);
+      return {
+        token: new Secret(answer.access_token),
+        tokenType: answer.token_type,
+        expiresAt: answer.expires_at === null ? null : Date.parse(answer.expires_at),
+      };
     }
   }
 
@@ -96,7 +110,7 @@ export async function cliAccessToken(
       record.state.health !== "reauth_required" &&
       freshnessOf(record, ctx.clock.now(), effective, DEFAULT_VIEW_POLICY) === "fresh"
     ) {
-      return tokens.accessToken;
+      return { token: tokens.accessToken, tokenType: tokens.tokenType, expiresAt: tokens.expiresAt };
     }
   } finally {
     await store.close();
@@ -110,7 +124,7 @@ export async function cliAccessToken(
     // Once for every reporter of the same token, across processes; none if the store moved on.
     if (rejected) await session.manager.refreshAfterRejection(name, rejected, { signal: ctx.signal });
     const token = await session.manager.getAccessToken(name, { minTtlMs: effective, signal: ctx.signal });
-    return token.token;
+    return { token: token.token, tokenType: token.tokenType, expiresAt: token.expiresAt };
   } finally {
     await session.close();
   }

@@ -68,8 +68,8 @@ describe("tokenkeeper doctor", () => {
     const j = r.json!;
     assert.equal(j.ok, true);
     assert.equal(j.server, bed.mcpUrl);
-    assert.equal(j.authorizationServer, bed.issuer);
-    assert.match(String(j.resourceMetadataUrl), /\/\.well-known\/oauth-protected-resource\/mcp$/);
+    assert.equal(j.authorization_server, bed.issuer);
+    assert.match(String(j.resource_metadata_url), /\/\.well-known\/oauth-protected-resource\/mcp$/);
     assert.ok((j.trace as unknown[]).length >= 3);
     assert.equal(checks(j).pkce!.status, "pass");
   });

@@ -40,11 +40,16 @@ describe("login exit codes for failing servers", () => {
       servers.push(fake);
       const r = await cli.run(["login", fake.mcpUrl, "--name", "dcr", "--json"]);
       assert.equal(r.code, 75, r.stderr);
-      const error = r.json!.error as { code: string; problem: string; status: number; retryAfterMs?: number };
+      const error = r.json!.error as {
+        code: string;
+        problem: string;
+        status: number;
+        retry_after_ms?: number;
+      };
       assert.equal(error.code, "transient");
       assert.equal(error.problem, "dcr_unavailable");
       assert.equal(error.status, status);
-      assert.equal(error.retryAfterMs, 30_000);
+      assert.equal(error.retry_after_ms, 30_000);
       assert.equal(registrar.requests.length, 1);
       assert.equal(fake.counts.authorizations, 0);
       assert.deepEqual(await names(), []);

@@ -63,8 +63,8 @@ describe("tokenkeeper logout", () => {
     assert.equal(r.code, 0);
     assert.equal(r.json!.removed, true);
     assert.equal(r.json!.revoked, true);
-    const revs = r.json!.revocations as { tokenType: string; revoked: boolean; reason?: string }[];
-    assert.deepEqual(revs[0], { tokenType: "refresh_token", revoked: true });
+    const revs = r.json!.revocations as { token_type: string; revoked: boolean; reason?: string }[];
+    assert.deepEqual(revs[0], { token_type: "refresh_token", revoked: true });
   });
 
   it("without --revoke removes locally and warns that the grant is still alive", async () => {

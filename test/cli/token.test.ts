@@ -32,6 +32,19 @@ describe("tokenkeeper token", () => {
     assert.ok(await mcpAccepts(h.bed.mcpUrl, r.stdout.trim()));
   });
 
+  it("--json gives the token with its expiry, snake_case with an ISO-8601 UTC time", async () => {
+    const r = await h.cli(["token", "svc", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const stored = (await h.store.get("svc"))!.record.tokens!;
+    assert.deepEqual(JSON.parse(r.stdout), {
+      connector: "svc",
+      access_token: stored.accessToken.reveal(),
+      token_type: stored.tokenType,
+      expires_at: new Date(stored.expiresAt!).toISOString(),
+    });
+    assert.equal(r.stdout.trim().split("\n").length, 1);
+  });
+
   it("refreshes a token that would not last --min-ttl", async () => {
     // The stored token has 8 s left; the caller needs 10 s.
     await updateRecord(h.store, "svc", (rec) => ({

@@ -20,7 +20,7 @@ import {
 import { describeUrl } from "../../oauth/http.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
-import { writeJson } from "../output.js";
+import { writeWireJson } from "../output.js";
 
 const USAGE = `Usage: tokenkeeper doctor <mcp-server-url> [--authorization-server URL] [--json]
 
@@ -60,7 +60,7 @@ export const doctorCommand = interactiveCommand({
     });
     if (positionals.length !== 1) throw new UsageError("give exactly one <mcp-server-url>");
     const report = await diagnose(positionals[0]!, depsFrom(ctx), values["authorization-server"]);
-    if (values.json) writeJson(ctx, report);
+    if (values.json) writeWireJson(ctx, report);
     else ctx.stdout.write(renderReport(report));
     return report.ok ? EXIT.ok : EXIT.failure;
   },

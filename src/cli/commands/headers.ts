@@ -31,7 +31,8 @@ export const headersCommand = scheduledCommand({
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
   const { name, minTtlMs, flags } = parseTokenArgs(args);
-  const token = await cliAccessToken(name, minTtlMs, flags, ctx);
+  // The output is JSON already (Claude Code reads it); --json changes nothing.
+  const { token } = await cliAccessToken(name, minTtlMs, flags, ctx);
   // RFC 6750 §2.1: the Bearer scheme; the token is all the value holds.
   ctx.stdout.write(`${JSON.stringify({ Authorization: `Bearer ${printableToken(token, name)}` })}\n`);
   return EXIT.ok;

@@ -18,7 +18,7 @@ import {
 } from "../../oauth/mcp-remote-import.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
-import { writeJson, writeLine } from "../output.js";
+import { writeLine, writeWireJson } from "../output.js";
 import { openCliStore } from "../runtime.js";
 import { loginJson, nextCommands, renderSummary } from "./login.js";
 
@@ -86,7 +86,8 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
       `stop using mcp-remote for ${serverUrl} (use \`tokenkeeper proxy ${name}\`): two holders of one refresh token make a rotating server revoke the grant`,
     ];
     const next = nextCommands(summary);
-    if (values.json) writeJson(ctx, { ok: true, imported_from: files.where, ...loginJson(summary), next });
+    if (values.json)
+      writeWireJson(ctx, { ok: true, imported_from: files.where, ...loginJson(summary), next });
     else {
       ctx.stdout.write(`Imported from mcp-remote (${files.where}).\n`);
       ctx.stdout.write(renderSummary(summary, next));

@@ -16,7 +16,7 @@ import { openBrowser } from "../../oauth/open-browser.js";
 import type { LoginFlow } from "../../oauth/registration.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
-import { writeJson, writeLine } from "../output.js";
+import { writeLine, writeWireJson } from "../output.js";
 import { openCliStore } from "../runtime.js";
 
 export const DEFAULT_SECRET_ENV = "TOKENKEEPER_CLIENT_SECRET";
@@ -204,7 +204,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     });
     const next = nextCommands(result.summary);
     if (json) {
-      writeJson(ctx, { ok: true, ...loginJson(result.summary), next });
+      writeWireJson(ctx, { ok: true, ...loginJson(result.summary), next });
     } else {
       ctx.stdout.write(renderSummary(result.summary, next));
     }

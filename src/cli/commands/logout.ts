@@ -9,7 +9,7 @@ import { assertConnectorName, type ConnectorRecord } from "../../core/record.js"
 import { grantRevoked, type RevocationOutcome, revokeGrant, type TokenKind } from "../../oauth/revocation.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
-import { writeJson, writeLine } from "../output.js";
+import { writeLine, writeWireJson } from "../output.js";
 import { openCliStore } from "../runtime.js";
 
 const USAGE = `Usage: tokenkeeper logout NAME [--revoke [--force]] [--store URL] [--json]
@@ -143,7 +143,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
 
     const code = removed ? EXIT.ok : failedRevocationExit(revocations);
     if (values.json) {
-      writeJson(ctx, {
+      writeWireJson(ctx, {
         ok: removed,
         connector: name,
         removed,

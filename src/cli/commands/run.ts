@@ -31,6 +31,7 @@ a token at any moment with \`tokenkeeper token NAME\`, or from the endpoint in i
   --min-ttl DURATION      how long the command runs (default ${DEFAULT_MIN_TTL})
   --skip-file PATH        also append skip records there (JSON lines)
   --kill-after DURATION   after forwarding SIGTERM, SIGKILL the command this much later (default 10s)
+  --json                  accepted for symmetry: skip records are always JSON lines on stdout
 ${UNATTENDED_HELP}
 
 Exit codes: the command's own; without starting it: 75 transient, 77 re-authorization required,
@@ -53,6 +54,9 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     "min-ttl": { type: "string" },
     "skip-file": { type: "string" },
     "kill-after": { type: "string" },
+    // Accepted like every command's: the records run prints are JSON lines already, and
+    // COMMAND's own output is COMMAND's.
+    json: { type: "boolean" },
     ...UNATTENDED_OPTIONS,
   });
   if (positionals.length > 0)

@@ -17,7 +17,7 @@ import {
 import type { StoreKind } from "../../store/store-url.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
-import { writeJson, writeLine } from "../output.js";
+import { writeLine, writeWireJson } from "../output.js";
 
 const USAGE = `Usage: tokenkeeper store <init|info|rotate-key|migrate> [options]
 
@@ -134,7 +134,7 @@ async function init(values: CommonOptions, ctx: CliContext): Promise<number> {
     );
   }
   if (values.json) {
-    writeJson(ctx, report);
+    writeWireJson(ctx, report);
     return EXIT.ok;
   }
   if (report.kind === "file") {
@@ -182,7 +182,7 @@ function printInit(report: InitReport, env: NodeJS.ProcessEnv, ctx: CliContext):
 
 async function info(values: CommonOptions, ctx: CliContext): Promise<number> {
   const report = await describeStore(values.store, { env: keyEnv(values, ctx), clock: ctx.clock });
-  if (values.json) writeJson(ctx, report);
+  if (values.json) writeWireJson(ctx, report);
   else {
     writeLine(ctx.stdout, `Store:      ${report.store}`);
     writeLine(ctx.stdout, `Kind:       ${KIND_LABEL[report.kind]}`);
@@ -222,7 +222,7 @@ async function rotateKey(values: RotateOptions, ctx: CliContext): Promise<number
         : { step: "reseal" };
   const report = await rotateStoreKey(values.store, step, { env: keyEnv(values, ctx), clock: ctx.clock });
   if (values.json) {
-    writeJson(ctx, report);
+    writeWireJson(ctx, report);
     return EXIT.ok;
   }
   const file = report.keyFile ?? "TOKENKEEPER_KEY";
@@ -283,7 +283,7 @@ async function migrate(
 ): Promise<number> {
   const report = await copyStore(from, to, names, { env: keyEnv(values, ctx), clock: ctx.clock });
   if (values.json) {
-    writeJson(ctx, report);
+    writeWireJson(ctx, report);
     return EXIT.ok;
   }
   const passes =

@@ -30,6 +30,7 @@ const USAGE = `Usage: tokenkeeper token NAME [--min-ttl DURATION] [--rejected] [
 Prints a valid access token for connector NAME on stdout, and nothing else:
   curl -H "Authorization: Bearer $(tokenkeeper token NAME)" https://…
 
+  --json                  print {"connector","access_token","token_type","expires_at"} instead
   --rejected              the server refused the token given on stdin (401): print a newer one.
                           One refresh for every process reporting the same token, none if it
                           was already replaced:
@@ -47,14 +48,24 @@ export const tokenCommand = scheduledCommand({
 });
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
-  const { name, minTtlMs, flags, rejected } = parseTokenArgs(args, { rejectable: true });
-  const token = await cliAccessToken(
+  const { name, minTtlMs, flags, rejected, json } = parseTokenArgs(args, { rejectable: true });
+  const { token, tokenType, expiresAt } = await cliAccessToken(
     name,
     minTtlMs,
     flags,
     ctx,
     rejected ? { rejected: await readRejectedToken(ctx) } : {},
   );
-  ctx.stdout.write(`${printableToken(token, name)}\n`);
+  if (json) {
+    // The one JSON dialect (snake_case, ISO-8601 UTC), and the shape of the run endpoint's answer.
+    ctx.stdout.write(
+      `${JSON.stringify({
+        connector: name,
+        access_token: printableToken(token, name),
+        token_type: tokenType,
+        expires_at: expiresAt === null ? null : new Date(expiresAt).toISOString(),
+      })}\n`,
+    );
+  } else ctx.stdout.write(`${printableToken(token, name)}\n`);
   return EXIT.ok;
 }
