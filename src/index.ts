@@ -68,7 +68,13 @@ export type { LockOptions, Store, StoredRecord, StoreLock } from "./store/types.
 export { updateRecord } from "./store/update.js";
 export { type AuthFetchOptions, createAuthFetch } from "./surfaces/auth-fetch.js";
 export { type KeepaliveOptions, keepaliveOnce, runKeepalive } from "./surfaces/keepalive.js";
-export { type Notification, Notifier, type NotifierOptions, notifyOnReauth } from "./surfaces/notify.js";
+export {
+  type NoticeMarks,
+  type Notification,
+  Notifier,
+  type NotifierOptions,
+  notifyOnReauth,
+} from "./surfaces/notify.js";
 export { type PreflightOptions, preflight, preflightAll } from "./surfaces/preflight.js";
 export { type RunOutcome, type RunSupervisorOptions, superviseRun } from "./surfaces/run-supervisor.js";
 export { combinedExitCode, type SkipRecord, skipRecordSchema } from "./surfaces/skip-record.js";

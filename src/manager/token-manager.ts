@@ -45,11 +45,14 @@ import {
 } from "./refresh-policy.js";
 import {
   afterLogin,
+  claimNotice,
   enterReauth,
   type NewLogin,
+  type NoticeField,
   reauthEvent,
   reauthFromError,
   recordFailure,
+  releaseNotice,
 } from "./transitions.js";
 import { achievableMinTtl, type ConnectorView, type ViewPolicy, viewOf } from "./view.js";
 
@@ -373,6 +376,32 @@ export class TokenManager {
       afterLogin(current, build(current), this.clock.now()),
     );
     this.invalidate(connector);
+  }
+
+  /**
+   * Claims a notification on the connector's latest record (transitions.claimNotice): `wanted`
+   * sees that record and says whether this occasion still needs announcing. A compare-and-set,
+   * so of every process noticing the same occasion exactly one claims it. True when this call did.
+   */
+  async claimNotice(
+    connector: string,
+    field: NoticeField,
+    at: number,
+    wanted: (current: ConnectorRecord) => boolean,
+  ): Promise<boolean> {
+    let claimed = false;
+    const updated = await updateRecord(this.store, connector, (current) => {
+      claimed = wanted(current);
+      return claimed ? claimNotice(current, field, at) : null;
+    });
+    if (updated) this.#remember(updated);
+    return claimed;
+  }
+
+  /** Gives a claim made at `at` back (nothing reached the human), unless it is no longer ours. */
+  async releaseNotice(connector: string, field: NoticeField, at: number): Promise<void> {
+    const updated = await updateRecord(this.store, connector, (current) => releaseNotice(current, field, at));
+    if (updated) this.#remember(updated);
   }
 
   /** The names of every connector in the store. */

@@ -52,7 +52,7 @@ export async function keepaliveConnector(
   const dead = reauthErrorFromRecord(record);
   if (dead) {
     // Announced once per transition; this retries one whose notification never got through.
-    await options.notifier?.notifyReauth(manager.store, name).catch(() => {});
+    await options.notifier?.notifyReauth(manager, name).catch(() => {});
     return skippedRecord(name, dead, times(record, clock.now()));
   }
 
@@ -72,7 +72,7 @@ export async function keepaliveConnector(
       const current = await manager.record(name).catch(() => record);
       const at = clock.now();
       if (exitCodeFor(error) === EXIT.reauth) {
-        await options.notifier?.notifyReauth(manager.store, name).catch(() => {});
+        await options.notifier?.notifyReauth(manager, name).catch(() => {});
         return skippedRecord(name, error, times(current, at));
       }
       if (exitCodeFor(error) === EXIT.transient && coversRun(current, at, 0)) {
@@ -87,7 +87,7 @@ export async function keepaliveConnector(
   const expiry = refreshTokenExpiry(latest);
   if (latest.grant !== "client_credentials" && expiry !== null && expiry - at <= warnBeforeMs) {
     const warning = expiringRecord(latest, expiry, at, refreshed);
-    await options.notifier?.warnExpiry(manager.store, name, warnBeforeMs, warning).catch(() => {});
+    await options.notifier?.warnExpiry(manager, name, warnBeforeMs, warning).catch(() => {});
     return warning;
   }
   if (refreshed) {

@@ -17,12 +17,11 @@ import { ConfigError } from "../core/errors.js";
 import type { ConnectorRecord } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
-import type { TokenManager } from "../manager/token-manager.js";
-import { claimNotice, type NoticeField, releaseNotice } from "../manager/transitions.js";
+import { createTokenManager, type TokenManager } from "../manager/token-manager.js";
+import type { NoticeField } from "../manager/transitions.js";
 import { refreshTokenExpiry } from "../manager/view.js";
 import { assertSecureUrl, type FetchLike } from "../oauth/http.js";
 import type { Store } from "../store/types.js";
-import { updateRecord } from "../store/update.js";
 import { type SkipRecord, skippedRecord, skipRecordJson } from "./skip-record.js";
 
 export type NotificationEvent = "reauth_required" | "refresh_token_expiring";
@@ -64,6 +63,12 @@ export interface NotifierOptions {
 
 export type NotifyOutcome = "sent" | "already_notified" | "not_needed" | "no_target" | "failed";
 
+/**
+ * Who writes the notification marks: the token manager (the one writer of records). A bare Store
+ * is still accepted, as before; a manager over it then does the writes.
+ */
+export type NoticeMarks = Pick<TokenManager, "claimNotice" | "releaseNotice">;
+
 export class Notifier {
   readonly #options: NotifierOptions;
   readonly #pending = new Set<Promise<unknown>>();
@@ -81,9 +86,9 @@ export class Notifier {
   }
 
   /** Notifies that `name` needs re-authorization, unless someone already did for this transition. */
-  notifyReauth(store: Store, name: string): Promise<NotifyOutcome> {
+  notifyReauth(marks: NoticeMarks | Store, name: string): Promise<NotifyOutcome> {
     return this.#track(
-      this.#claimAndSend(store, name, "reauth_required", (r) => {
+      this.#claimAndSend(marks, name, "reauth_required", (r) => {
         const dead = reauthErrorFromRecord(r);
         if (!dead) return undefined;
         // Once per transition: a mark at or after `since` means this transition was announced.
@@ -97,9 +102,14 @@ export class Notifier {
    * Warns that the refresh token of `name` ends at its known absolute expiry, within `warnBeforeMs`.
    * Once per expiry: a mark inside the current warning period means it was sent.
    */
-  warnExpiry(store: Store, name: string, warnBeforeMs: number, record: SkipRecord): Promise<NotifyOutcome> {
+  warnExpiry(
+    marks: NoticeMarks | Store,
+    name: string,
+    warnBeforeMs: number,
+    record: SkipRecord,
+  ): Promise<NotifyOutcome> {
     return this.#track(
-      this.#claimAndSend(store, name, "refresh_token_expiring", (r) => {
+      this.#claimAndSend(marks, name, "refresh_token_expiring", (r) => {
         const expiry = refreshTokenExpiry(r);
         if (expiry === null || reauthErrorFromRecord(r)) return undefined;
         const now = this.#options.clock.now();
@@ -136,43 +146,50 @@ export class Notifier {
     return promise;
   }
 
+  #marks(target: NoticeMarks | Store): NoticeMarks {
+    return "claimNotice" in target
+      ? target
+      : createTokenManager({ store: target, clock: this.#options.clock });
+  }
+
   async #claimAndSend(
-    store: Store,
+    target: NoticeMarks | Store,
     name: string,
     event: NotificationEvent,
     decide: (record: ConnectorRecord) => SkipRecord | "already" | undefined,
   ): Promise<NotifyOutcome> {
+    const marks = this.#marks(target);
     const field: NoticeField = event === "reauth_required" ? "notifiedAt" : "expiryWarnedAt";
     const claimAt = this.#options.clock.now();
     let outcome: NotifyOutcome = "not_needed";
     let payload: SkipRecord | undefined;
     let targets: NotifyTargets = {};
     // The claim: whoever's compare-and-set lands first sends; the others see the mark and stop.
-    await updateRecord(store, name, (current) => {
+    const claimed = await marks.claimNotice(name, field, claimAt, (current) => {
       payload = undefined;
       const verdict = decide(current);
       if (verdict === undefined) {
         outcome = "not_needed";
-        return null;
+        return false;
       }
       if (verdict === "already") {
         outcome = "already_notified";
-        return null;
+        return false;
       }
       targets = this.targetsFor(current);
       if (!targets.command && !targets.webhook) {
         outcome = "no_target";
-        return null;
+        return false;
       }
       payload = verdict;
-      return claimNotice(current, field, claimAt);
+      return true;
     });
-    if (!payload) return outcome;
+    if (!claimed || !payload) return outcome;
 
     const delivered = await this.deliver({ ...payload, event }, targets);
     if (delivered) return "sent";
     // Every channel failed: give the claim back (if it is still ours) so the next process retries.
-    await updateRecord(store, name, (current) => releaseNotice(current, field, claimAt)).catch(() => {});
+    await marks.releaseNotice(name, field, claimAt).catch(() => {});
     return "failed";
   }
 
@@ -289,7 +306,7 @@ export class Notifier {
 export function notifyOnReauth(manager: TokenManager, notifier: Notifier): () => void {
   return manager.subscribe((event) => {
     if (event.type !== "reauth_required") return;
-    notifier.notifyReauth(manager.store, event.connector).catch(() => {});
+    notifier.notifyReauth(manager, event.connector).catch(() => {});
   });
 }
 

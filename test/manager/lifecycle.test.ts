@@ -400,4 +400,28 @@ describe("the manager's lifecycle methods", () => {
     assert.equal(manager.achievableMinTtlMs("a", 2 * HOUR), Math.floor((HOUR - 5_000 - 60_000) / 2));
     await manager.close();
   });
+
+  it("claims a notification for one of several managers on a store, and gives back only its own claim", async () => {
+    const clock = new ManualClock(T0);
+    const store = new MemoryStore({ clock });
+    await store.put("a", makeRecord("a", {}, T0), null);
+    const managers = Array.from({ length: 4 }, () => new TokenManager({ store, clock }));
+    const unmarked = (r: ConnectorRecord) => r.state.notifiedAt === undefined;
+    const claims = await Promise.all(
+      managers.map((m, i) => m.claimNotice("a", "notifiedAt", T0 + i, unmarked)),
+    );
+    assert.equal(claims.filter(Boolean).length, 1, claims.join(","));
+    const winner = claims.indexOf(true);
+    assert.equal((await store.get("a"))?.record.state.notifiedAt, T0 + winner);
+    // The winner's manager sees its own mark without another read.
+    assert.equal((await managers[winner]!.record("a")).state.notifiedAt, T0 + winner);
+    // A claim that is not ours is left alone; ours is given back.
+    await managers[0]!.releaseNotice("a", "notifiedAt", T0 + winner + 100);
+    assert.equal((await store.get("a"))?.record.state.notifiedAt, T0 + winner);
+    await managers[0]!.releaseNotice("a", "notifiedAt", T0 + winner);
+    assert.equal((await store.get("a"))?.record.state.notifiedAt, undefined);
+    assert.equal(await managers[1]!.claimNotice("a", "expiryWarnedAt", T0, () => false), false);
+    assert.equal((await store.get("a"))?.record.state.expiryWarnedAt, undefined);
+    await Promise.all(managers.map((m) => m.close()));
+  });
 });

@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { systemClock } from "../../src/core/clock.js";
 import { ConfigError } from "../../src/core/errors.js";
 import type { ConnectorRecord } from "../../src/core/record.js";
+import { TokenManager } from "../../src/manager/token-manager.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { updateRecord } from "../../src/store/update.js";
 import { Notifier } from "../../src/surfaces/notify.js";
@@ -81,6 +82,22 @@ describe("Notifier", () => {
     }));
     assert.equal(await notifiers[1]!.notifyReauth(store, "c1"), "sent");
     assert.equal(hook.bodies.length, 2);
+  });
+
+  it("marks through the token manager: once per transition across managers on one store", async () => {
+    hook.bodies.length = 0;
+    const store = new MemoryStore();
+    await store.put("c1m", deadRecord("c1m"), null);
+    const managers = Array.from({ length: 3 }, () => new TokenManager({ store, clock: systemClock }));
+    const notifier = new Notifier({ clock: systemClock, global: { webhook: hook.url } });
+    const outcomes = await Promise.all(managers.map((m) => notifier.notifyReauth(m, "c1m")));
+    assert.equal(outcomes.filter((o) => o === "sent").length, 1, outcomes.join(","));
+    assert.equal(outcomes.filter((o) => o === "already_notified").length, 2);
+    assert.equal(hook.bodies.length, 1);
+    assert.ok((await store.get("c1m"))?.record.state.notifiedAt !== undefined);
+    // A bare store and a manager over it see the same mark.
+    assert.equal(await notifier.notifyReauth(store, "c1m"), "already_notified");
+    await Promise.all(managers.map((m) => m.close()));
   });
 
   it("runs a command with the record on stdin; a connector's own setting wins over the global one", async () => {

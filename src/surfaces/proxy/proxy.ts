@@ -333,7 +333,7 @@ class StdioProxy {
     this.#stopRefreshAhead();
     this.#emitSkip(error);
     const target = this.#target;
-    if (target) this.#o.notifier?.notifyReauth(this.#manager.store, target.connector).catch(() => {});
+    if (target) this.#o.notifier?.notifyReauth(this.#manager, target.connector).catch(() => {});
     for (const pending of this.#pending.drain())
       this.#answer(errorResponse(pending.id, error, this.#dataFor(error)));
     void this.#upstream?.suspend("re-authorization required");
