@@ -121,6 +121,34 @@ describe("tokenkeeper doctor", () => {
     assert.equal(r.code, 0);
   });
 
+  it("a server that lets initialize through but publishes metadata: a warning, and the checks go on", async () => {
+    const f = await fake({
+      mcp: (req) => (req.method === "POST" ? { json: { jsonrpc: "2.0", id: 0, result: {} } } : undefined),
+    });
+    const r = await cli.run(["doctor", f.mcpUrl, "--json"]);
+    const c = checks(r.json);
+    assert.equal(c.challenge!.status, "warn");
+    assert.equal(c.resource_metadata!.status, "pass");
+    assert.equal(c.authorization_server!.status, "pass");
+    assert.equal(r.code, 0);
+  });
+
+  it("a 2025-03-26 server (no protected resource metadata): warnings, and what login will use", async () => {
+    const withMetadata = await fake({ prmAt: "none" });
+    let c = checks((await cli.run(["doctor", withMetadata.mcpUrl, "--json"])).json);
+    assert.equal(c.resource_metadata!.status, "warn");
+    assert.match(c.resource_metadata!.detail, /2025-03-26/);
+    assert.equal(c.authorization_server!.status, "pass");
+    assert.equal(c.pkce!.status, "pass");
+
+    const bare = await fake({ prmAt: "none", metadataAt: "none" });
+    const r = await cli.run(["doctor", bare.mcpUrl, "--json"]);
+    c = checks(r.json);
+    assert.equal(c.authorization_server!.status, "warn");
+    assert.match(c.authorization_server!.detail, /\/authorize, \/token and \/register/);
+    assert.equal(r.code, 0, "login works against it: nothing failed");
+  });
+
   it("reports a resource mismatch with its fix", async () => {
     const f = await fake({ prm: (d) => ({ ...d, resource: "https://other.example/mcp" }) });
     const c = checks((await cli.run(["doctor", f.mcpUrl, "--json"])).json);

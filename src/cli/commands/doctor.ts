@@ -11,6 +11,7 @@ import {
   chooseAuthorizationServer,
   type DiscoveryDeps,
   fetchAuthorizationServerMetadata,
+  fetchLegacyAuthorizationServer,
   fetchProtectedResourceMetadata,
   type ProbeResult,
   type ProtectedResourceResult,
@@ -181,14 +182,26 @@ export async function diagnose(
       fix: 'send `WWW-Authenticate: Bearer resource_metadata="<metadata URL>"` on 401 (RFC 9728 §5.1); clients fall back to the well-known URIs meanwhile',
     });
   } else if (probe.status >= 200 && probe.status < 300) {
-    checks.push({
-      id: "challenge",
-      title: "401 carries resource_metadata",
-      status: "fail",
-      detail: `answered ${probe.status} without a token: the server does not require authorization`,
-      fix: "nothing to log in to: use the server without Tokenkeeper, or enable authorization on it",
-    });
-    return skipRest("resource_metadata", url);
+    // It may protect only later requests (tools/call…): its well-known metadata says so.
+    try {
+      await fetchProtectedResourceMetadata(url, undefined, deps, []);
+      checks.push({
+        id: "challenge",
+        title: "401 carries resource_metadata",
+        status: "warn",
+        detail: `initialize answered ${probe.status} without a token; the server publishes protected resource metadata, so later requests may need one`,
+        fix: "nothing to fix if the server protects only some requests: login reads the well-known metadata",
+      });
+    } catch {
+      checks.push({
+        id: "challenge",
+        title: "401 carries resource_metadata",
+        status: "fail",
+        detail: `answered ${probe.status} without a token and publishes no protected resource metadata: the server does not require authorization`,
+        fix: `nothing to log in to: use the server directly, or through \`tokenkeeper proxy ${url} --no-auth\``,
+      });
+      return skipRest("resource_metadata", url);
+    }
   } else {
     checks.push({
       id: "challenge",
@@ -212,8 +225,11 @@ export async function diagnose(
       detail: `${describeUrl(prm.url)}: resource ${prm.metadata.resource}, authorization servers ${(prm.metadata.authorization_servers ?? []).join(", ") || "(none)"}`,
     });
   } catch (error) {
-    checks.push(failedCheck("resource_metadata", "protected resource metadata valid", error, "prm"));
-    return skipRest("authorization_server", url);
+    if (probe.status !== 401 || challenge?.resourceMetadata || problemOf(error) !== "no_resource_metadata") {
+      checks.push(failedCheck("resource_metadata", "protected resource metadata valid", error, "prm"));
+      return skipRest("authorization_server", url);
+    }
+    return legacyReport(url, error, deps, trace, checks, { report, skipRest });
   }
 
   // 3. Authorization-server metadata.
@@ -248,6 +264,54 @@ export async function diagnose(
     authorizationServer: as.issuer,
     authorizationServerMetadataUrl: as.url,
   };
+}
+
+/**
+ * A 401 and no protected-resource metadata anywhere: a 2025-03-26 server, which login still
+ * serves (authorization-server metadata at the origin, else the default endpoints). A warning,
+ * not a failure; the authorization-server checks then run on what login would use.
+ */
+async function legacyReport(
+  url: string,
+  error: unknown,
+  deps: DiscoveryDeps,
+  trace: Trace,
+  checks: Check[],
+  end: { report: (server: string) => DoctorReport; skipRest: (from: string, server: string) => DoctorReport },
+): Promise<DoctorReport> {
+  checks.push({
+    id: "resource_metadata",
+    title: "protected resource metadata valid",
+    status: "warn",
+    detail: `${error instanceof Error ? error.message : String(error)}; treated as a 2025-03-26 server`,
+    fix: "publish RFC 9728 protected resource metadata (MCP authorization 2025-06-18 and later); until then login uses the server's origin as its authorization server",
+  });
+  let as: AuthorizationServerResult;
+  try {
+    as = await fetchLegacyAuthorizationServer(url, deps, trace);
+    const defaults = !trace.some((t) => t.url === describeUrl(as.url) && t.outcome === "ok");
+    checks.push({
+      id: "authorization_server",
+      title: "authorization server metadata valid, issuer consistent",
+      status: defaults ? "warn" : "pass",
+      detail: defaults
+        ? `no metadata at ${describeUrl(as.url)}: the 2025-03-26 default endpoints /authorize, /token and /register at ${as.issuer}`
+        : `${describeUrl(as.url)} (RFC 8414, at the server's origin), issuer ${as.issuer}`,
+      ...(defaults ? { fix: "publish RFC 8414 metadata; the default endpoints are assumed, not known" } : {}),
+    });
+  } catch (cause) {
+    checks.push(
+      failedCheck(
+        "authorization_server",
+        "authorization server metadata valid, issuer consistent",
+        cause,
+        "as_metadata",
+      ),
+    );
+    return end.skipRest("pkce", url);
+  }
+  checks.push(...capabilityChecks(capabilitiesOf(as.metadata), as));
+  return { ...end.report(url), authorizationServer: as.issuer, authorizationServerMetadataUrl: as.url };
 }
 
 const REMAINING: [string, string][] = [
