@@ -12,7 +12,6 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { StoreUnavailableError } from "../../src/core/errors.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
@@ -24,6 +23,7 @@ import { spawnChild, spawnScript } from "../store/fixtures/children.js";
 import { connectTestBed } from "../support/connect.js";
 import { mcpAccepts } from "../support/mcp-accepts.js";
 import { requirePostgres, requireRedis, withScratchStore } from "../support/services.js";
+import { waitFor } from "../support/wait-for.js";
 
 const WORKER = fileURLToPath(new URL("../manager/fixtures/paused-refresher.ts", import.meta.url));
 const CONNECTOR = "paused";
@@ -44,18 +44,6 @@ async function isStopped(pid: number): Promise<boolean> {
     return execFileSync("ps", ["-o", "stat=", "-p", String(pid)], { encoding: "utf8" })
       .trim()
       .startsWith("T");
-  }
-}
-
-async function waitFor(
-  what: string,
-  condition: () => Promise<boolean> | boolean,
-  boundMs: number,
-): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${boundMs} ms`);
-    await sleep(10);
   }
 }
 
@@ -83,7 +71,7 @@ describe("a refresher paused past its lease right before its request leaves", ()
       assert.equal(stopMe, worker.pid);
       const pausedAt = Date.now();
       process.kill(worker.pid, "SIGSTOP");
-      await waitFor("the worker stopped", () => isStopped(worker.pid), STEP_MS);
+      await waitFor(() => isStopped(worker.pid), STEP_MS, "the worker to stop");
       // Read only once it runs again: whatever it does next, it does after the pause.
       worker.send("continue");
 

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { ManualClock } from "../../src/core/clock.js";
+import type { ManualClock } from "../../src/core/clock.js";
 import { TransientError } from "../../src/core/errors.js";
 import type { TokenkeeperEvent } from "../../src/manager/events.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
@@ -15,22 +15,10 @@ import type { FetchLike } from "../../src/oauth/http.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
+import { SharedManualClock } from "../support/shared-clock.js";
+import { waitFor } from "../support/wait-for.js";
 
 const HOUR = 3_600_000;
-
-/** The manager's clock with the authorization server's moved along, so fake hours are not clock skew. */
-class SharedManualClock extends ManualClock {
-  constructor(
-    start: number,
-    private readonly bed: () => TestBed,
-  ) {
-    super(start);
-  }
-  override async advance(ms: number): Promise<void> {
-    this.bed().as.setClockOffset(this.now() + ms - Date.now());
-    await super.advance(ms);
-  }
-}
 
 describe("waits end with their reason", () => {
   let bed: TestBed;
@@ -227,11 +215,3 @@ describe("waits end with their reason", () => {
     assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
   });
 });
-
-async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

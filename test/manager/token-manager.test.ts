@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { ManualClock } from "../../src/core/clock.js";
+import type { ManualClock } from "../../src/core/clock.js";
 import {
   NotFoundError,
   ReauthRequiredError,
@@ -17,6 +17,8 @@ import { TokenManager } from "../../src/manager/token-manager.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
+import { SharedManualClock } from "../support/shared-clock.js";
+import { waitFor } from "../support/wait-for.js";
 
 const HOUR = 3_600_000;
 
@@ -34,23 +36,6 @@ const countingFetch: typeof fetch = async (input, init) => {
 };
 /** The skew measurement and a JWT's `exp` have one-second resolution. */
 const RESOLUTION = 2_000;
-
-/**
- * The manager's clock, with the authorization server's moved along: "an hour later" happens for
- * both (the server's Date header and token timestamps), or it would be an hour of clock skew.
- */
-class SharedManualClock extends ManualClock {
-  constructor(
-    start: number,
-    private readonly bed: () => TestBed,
-  ) {
-    super(start);
-  }
-  override async advance(ms: number): Promise<void> {
-    this.bed().as.setClockOffset(this.now() + ms - Date.now());
-    await super.advance(ms);
-  }
-}
 
 describe("TokenManager against a real authorization server", () => {
   let bed: TestBed;
@@ -340,13 +325,5 @@ class FlakyStore extends MemoryStore {
   }
   override lock(name: string, options: Parameters<MemoryStore["lock"]>[1]) {
     return this.inner.lock(name, options);
-  }
-}
-
-async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
