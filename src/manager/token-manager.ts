@@ -53,6 +53,7 @@ import {
   reauthFromError,
   recordFailure,
   releaseNotice,
+  sameRefreshToken,
 } from "./transitions.js";
 import { achievableMinTtl, type ConnectorView, type ViewPolicy, viewOf } from "./view.js";
 
@@ -987,12 +988,6 @@ export class TokenManager {
   #emit(event: TokenkeeperEvent): void {
     this.#events.emit(event);
   }
-}
-
-function sameRefreshToken(a: TokenSet | null | undefined, b: TokenSet | null | undefined): boolean {
-  if (!a?.refreshToken || !b?.refreshToken)
-    return !a?.refreshToken && !b?.refreshToken && a?.accessToken.equals(b?.accessToken) === true;
-  return a.refreshToken.equals(b.refreshToken);
 }
 
 /** A token obtained in the last second is as good as this server gives, whatever the caller asked. */

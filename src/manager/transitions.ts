@@ -51,33 +51,15 @@ export function reauthOf(fields: Reauth): Reauth {
 export function reauthFromRecord(record: ConnectorRecord): Reauth | null {
   const reauth = record.state.reauth;
   if (record.state.health !== "reauth_required" || !reauth) return null;
-  return reauthOf({
-    connector: record.name,
-    reason: reauth.reason as ReauthReason,
-    since: reauth.since,
-    action: reauth.action,
-    ...details(reauth),
-  });
+  return reauthOf({ ...reauth, connector: record.name, reason: reauth.reason as ReauthReason });
 }
 
 export function reauthFromEvent(event: ReauthEvent): Reauth {
-  return reauthOf({
-    connector: event.connector,
-    reason: event.reason as ReauthReason,
-    since: event.since,
-    action: event.action,
-    ...details(event),
-  });
+  return reauthOf({ ...event, reason: event.reason as ReauthReason });
 }
 
 export function reauthFromError(error: ReauthRequiredError): Reauth {
-  return reauthOf({
-    connector: error.fields.connector,
-    reason: error.fields.reason,
-    since: error.fields.since,
-    action: error.fields.action,
-    ...details(error.fields),
-  });
+  return reauthOf(error.fields);
 }
 
 export function reauthError(reauth: Reauth, options?: { cause?: unknown }): ReauthRequiredError {
@@ -151,8 +133,11 @@ export function recordFailure(
 
 /** Do two records hold the same grant (the same refresh token, or the same access token without one)? */
 export function sameGrant(a: ConnectorRecord, b: ConnectorRecord): boolean {
-  const x = a.tokens;
-  const y = b.tokens;
+  return sameRefreshToken(a.tokens, b.tokens);
+}
+
+/** The same, for two token sets (absent ones included). */
+export function sameRefreshToken(x: TokenSet | null | undefined, y: TokenSet | null | undefined): boolean {
   if (!x?.refreshToken || !y?.refreshToken)
     return !x?.refreshToken && !y?.refreshToken && x?.accessToken.equals(y?.accessToken) === true;
   return x.refreshToken.equals(y.refreshToken);
