@@ -58,7 +58,8 @@ describe("tokenkeeper token: bounded waits", () => {
       assert.equal(baseline.code, 0, baseline.stderr);
       assert.equal(windowed.code, 0, windowed.stderr);
       assert.equal(windowed.stdout, `${current}\n`);
-      assert.ok(windowMs < baselineMs + 2_000, `exit after ${windowMs} ms (fresh token: ${baselineMs} ms)`);
+      // Generous for a loaded machine (process start-up varies); before, a request timeout (10 s) more.
+      assert.ok(windowMs < baselineMs + 5_000, `exit after ${windowMs} ms (fresh token: ${baselineMs} ms)`);
       t.diagnostic(
         `in-window token, hung endpoint: command ${elapsed} ms; process exit ${windowMs} ms (fresh-token baseline ${baselineMs} ms)`,
       );
@@ -91,7 +92,7 @@ describe("tokenkeeper token: bounded waits", () => {
       assert.equal(r.stdout, "");
       assert.match(r.stderr, /transient/);
       // 2 s, plus slack for a loaded machine; before, one request timeout (10 s) more.
-      assert.ok(elapsed >= 1_900 && elapsed < 3_500, `--timeout 2s took ${elapsed} ms`);
+      assert.ok(elapsed >= 1_900 && elapsed < 4_000, `--timeout 2s took ${elapsed} ms`);
       t.diagnostic(`--timeout 2s, hung endpoint: exit 75 after ${elapsed} ms`);
       assert.equal(h.bed.as.counters.tokenRequests, requests + 1, "one request, cut at the deadline");
     } finally {

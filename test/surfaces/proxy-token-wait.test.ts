@@ -76,7 +76,8 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
       bed.as.clearTokenEndpointFailures();
       const recovered = await timed(raw, "initialize", INITIALIZE);
       assert.equal(recovered.answer.error, undefined, JSON.stringify(recovered.answer));
-      assert.ok(recovered.ms < 3_000, `the call after recovery took ${recovered.ms} ms`);
+      // A probe is due 1–2 s after the last failure; the rest is the call itself, on a loaded machine.
+      assert.ok(recovered.ms < 4_000, `the call after recovery took ${recovered.ms} ms`);
       raw.send({ method: "notifications/initialized" });
       const echo = await raw.request("tools/call", { name: "echo", arguments: { text: "back" } });
       assert.equal(echo.error, undefined, JSON.stringify(echo));
