@@ -119,6 +119,8 @@ export interface ConnectorSettings {
   notifyWebhook?: string;
   /** Extra headers for the MCP server (e.g. a proxy's --header). */
   headers?: Record<string, string>;
+  /** How long a proxy call waits for a token before it is answered with an error (ms; --token-wait wins). */
+  proxyTokenWaitMs?: number;
 }
 
 export interface ConnectorRecord {
@@ -216,6 +218,7 @@ const recordSchema = object({
       notify_command: optional(text),
       notify_webhook: optional(text),
       headers: optional(recordOf(text)),
+      proxy_token_wait_ms: optional(number({ min: 0 })),
     }),
     () => ({}),
   ),
@@ -297,6 +300,7 @@ export function serializeRecord(r: ConnectorRecord): SerializedRecord {
       notify_command: r.settings.notifyCommand,
       notify_webhook: r.settings.notifyWebhook,
       headers: r.settings.headers,
+      proxy_token_wait_ms: r.settings.proxyTokenWaitMs,
     }),
     created_at: r.createdAt,
     updated_at: r.updatedAt,
@@ -389,6 +393,7 @@ export function parseRecord(data: unknown, where: string): ConnectorRecord {
       notifyCommand: s.settings.notify_command,
       notifyWebhook: s.settings.notify_webhook,
       headers: s.settings.headers,
+      proxyTokenWaitMs: s.settings.proxy_token_wait_ms,
     }),
     createdAt: s.created_at,
     updatedAt: s.updated_at,

@@ -93,6 +93,12 @@ export const SETTINGS: readonly SettingSpec[] = [
     },
     unset: (s) => without(s, "notifyWebhook"),
   },
+  {
+    key: "proxy_token_wait",
+    help: "how long a proxy call waits for a token that must be refreshed first, then is answered with a transient error while the refresh goes on (default 3s; --token-wait and TOKENKEEPER_PROXY_TOKEN_WAIT win)",
+    set: (s, v) => ({ ...s, proxyTokenWaitMs: duration("proxy_token_wait", v, { allowZero: true }) }),
+    unset: (s) => without(s, "proxyTokenWaitMs"),
+  },
 ];
 
 /** `header.NAME`: an extra header sent to the MCP server (proxy), e.g. an API gateway key. */
@@ -150,6 +156,7 @@ export function settingsView(s: ConnectorSettings): Record<string, unknown> {
     notify_command: s.notifyCommand ?? null,
     notify_webhook: s.notifyWebhook ? `${new URL(s.notifyWebhook).origin}/…` : null,
     headers: Object.keys(s.headers ?? {}),
+    proxy_token_wait_ms: s.proxyTokenWaitMs ?? null,
   };
 }
 
@@ -162,6 +169,7 @@ export function settingsLines(s: ConnectorSettings): string[] {
     `refresh_token_lifetime  ${d(v.refresh_token_lifetime_ms)}`,
     `notify_command          ${v.notify_command ?? "(none: --notify-command or TOKENKEEPER_NOTIFY_COMMAND)"}`,
     `notify_webhook          ${v.notify_webhook ?? "(none: --notify-webhook or TOKENKEEPER_NOTIFY_WEBHOOK)"}`,
+    `proxy_token_wait        ${d(v.proxy_token_wait_ms)}`,
     `headers                 ${(v.headers as string[]).length ? (v.headers as string[]).map((h) => `${h}: (hidden)`).join(", ") : "(none)"}`,
   ];
 }

@@ -31,6 +31,7 @@ describe("tokenkeeper config", () => {
         notify_command: null,
         notify_webhook: null,
         headers: [],
+        proxy_token_wait_ms: null,
       },
     });
     const text = await h.cli(["config", "svc"]);

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import type { ConnectorSettings } from "../../src/core/record.js";
 import { updateRecord } from "../../src/store/update.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { type Home, homeWithConnector, type RawMessage, spawnRaw } from "./proxy-harness.js";
@@ -29,8 +30,8 @@ after(async () => {
   await bed.close();
 });
 
-async function expiredHome(name: string): Promise<Home> {
-  const home = await homeWithConnector(bed, name);
+async function expiredHome(name: string, settings?: ConnectorSettings): Promise<Home> {
+  const home = await homeWithConnector(bed, name, undefined, settings);
   await updateRecord(home.store, name, (rec) => ({
     ...rec,
     tokens: { ...rec.tokens!, expiresAt: Date.now() - 1_000, obtainedAt: Date.now() - 3_601_000 },
@@ -114,6 +115,25 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
       await home.cleanup();
     }
     assert.equal(bed.as.counters.refreshTokenReuse, 0);
+  });
+
+  it("takes the connector's own proxy_token_wait setting", async () => {
+    const home = await expiredHome("configured", { proxyTokenWaitMs: 1_000 });
+    bed.as.failTokenEndpoint(10_000, "503");
+    const raw = spawnRaw(home, "configured");
+    try {
+      await waitForStderr(raw, /proxying stdio to/);
+      await timed(raw, "initialize", INITIALIZE);
+      const call = await timed(raw, "initialize", INITIALIZE);
+      assert.equal(call.answer.error?.code, UNAVAILABLE, JSON.stringify(call.answer));
+      assert.ok(call.ms >= 800 && call.ms < 3_000, `answered after ${call.ms} ms`);
+      assert.match(call.answer.error!.message, /within 1000 ms/);
+    } finally {
+      bed.as.clearTokenEndpointFailures();
+      raw.child.stdin!.end();
+      await raw.exited;
+      await home.cleanup();
+    }
   });
 
   it("rejects a --token-wait that is not a duration (usage, exit 64)", async () => {

@@ -63,7 +63,8 @@ Options:
   --interactive          when re-authorization is needed and a terminal is attached, open the
                          browser login (never otherwise)
   --token-wait DURATION  how long a call waits for a token that must be refreshed first
-                         (default 3s, or TOKENKEEPER_PROXY_TOKEN_WAIT); then the call is
+                         (default: TOKENKEEPER_PROXY_TOKEN_WAIT, else the connector's
+                         proxy_token_wait setting, else 3s); then the call is
                          answered with a transient error (-32031) and the refresh goes on
   --verbose              log transport details to stderr
   --print-config         print the configuration that runs this proxy, and exit
@@ -268,6 +269,9 @@ async function serve(
           connector: resolved.connector,
           url: resolved.url,
           ...(resolved.open ? { open: true } : {}),
+          ...(resolved.record?.settings.proxyTokenWaitMs !== undefined
+            ? { tokenWaitMs: resolved.record.settings.proxyTokenWaitMs }
+            : {}),
         };
       },
       transport: opts.transport,

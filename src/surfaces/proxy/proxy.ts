@@ -53,6 +53,8 @@ export interface ResolvedTarget {
   url: string;
   /** The server needs no authorization: relay without a token (no connector, no refresh). */
   open?: boolean;
+  /** The connector's own token wait (its `proxy_token_wait` setting); ProxyOptions.tokenWaitMs wins. */
+  tokenWaitMs?: number;
 }
 
 /**
@@ -96,8 +98,8 @@ export interface ProxyOptions {
   /** How often, at most, an unusable connector is checked again on a request (default 1 s). */
   recheckMs?: number;
   /**
-   * How long a call waits for a token when one must be refreshed first (default 3 s,
-   * DEFAULT_TOKEN_WAIT_MS). After it the call is answered with a transient error (-32031) while
+   * How long a call waits for a token when one must be refreshed first (default: the
+   * connector's own, ResolvedTarget.tokenWaitMs, else 3 s, DEFAULT_TOKEN_WAIT_MS). After it the call is answered with a transient error (-32031) while
    * the refresh goes on in the background: a host waits seconds, not a retry deadline.
    */
   tokenWaitMs?: number;
@@ -156,7 +158,7 @@ class StdioProxy {
   readonly #pending: PendingRequests;
   readonly #stdio: StdioServerTransport;
   readonly #recheckMs: number;
-  readonly #tokenWaitMs: number;
+  #tokenWaitMs: number;
   #state: State = { kind: "unresolved", error: lossError("shutdown", { where: "", method: "start" }) };
   #target: ResolvedTarget | undefined;
   #upstream: Upstream | undefined;
@@ -382,6 +384,7 @@ class StdioProxy {
     try {
       if (!this.#target) {
         this.#target = await this.#o.resolve();
+        this.#tokenWaitMs = this.#o.tokenWaitMs ?? this.#target.tokenWaitMs ?? DEFAULT_TOKEN_WAIT_MS;
         this.#upstream = this.#newUpstream(this.#target);
         this.#log(
           `proxying stdio to ${this.#upstream.where} ${this.#target.open ? "without authorization" : `with connector "${this.#target.connector}"`}`,
