@@ -45,6 +45,7 @@ import {
 } from "./refresh-policy.js";
 import {
   afterLogin,
+  afterRefresh,
   claimNotice,
   enterReauth,
   type NewLogin,
@@ -775,25 +776,7 @@ export class TokenManager {
         ? await clientCredentialsGrant(record, deps)
         : await refreshGrant(record, deps).catch((error) => this.#afterInvalidAnswer(stored, error));
 
-    const now = this.clock.now();
-    const next: ConnectorRecord = {
-      ...record,
-      tokens: outcome.tokens,
-      state: {
-        ...record.state,
-        health: "ok",
-        lastRefreshAt: now,
-        lastRefreshOutcome: "ok",
-        refreshCount: record.state.refreshCount + 1,
-        rotationCount: record.state.rotationCount + (outcome.rotated ? 1 : 0),
-        ...(outcome.skewMs !== undefined ? { clockSkewMs: outcome.skewMs, clockSkewMeasuredAt: now } : {}),
-      },
-      updatedAt: now,
-    };
-    delete next.state.lastError;
-    delete next.state.reauth;
-    delete next.state.notifiedAt;
-
+    const next = afterRefresh(record, outcome, this.clock.now());
     return this.#persistAndAnnounce(stored, next, outcome, started);
   }
 

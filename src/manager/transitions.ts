@@ -143,6 +143,31 @@ export function sameRefreshToken(x: TokenSet | null | undefined, y: TokenSet | n
   return x.refreshToken.equals(y.refreshToken);
 }
 
+/** What a refresh produced: the new tokens, whether the refresh token rotated, the clock skew measured. */
+export interface Refreshed {
+  tokens: TokenSet;
+  rotated: boolean;
+  /** The authorization server's clock minus ours (ms), when the response allowed measuring it. */
+  skewMs?: number;
+}
+
+/** The record after a refresh succeeded: healthy, counted, the reauth state, last error and notification mark cleared. */
+export function afterRefresh(current: ConnectorRecord, refreshed: Refreshed, now: number): ConnectorRecord {
+  const state = {
+    ...current.state,
+    health: "ok" as const,
+    lastRefreshAt: now,
+    lastRefreshOutcome: "ok" as const,
+    refreshCount: current.state.refreshCount + 1,
+    rotationCount: current.state.rotationCount + (refreshed.rotated ? 1 : 0),
+    ...(refreshed.skewMs !== undefined ? { clockSkewMs: refreshed.skewMs, clockSkewMeasuredAt: now } : {}),
+  };
+  delete state.lastError;
+  delete state.reauth;
+  delete state.notifiedAt;
+  return { ...current, tokens: refreshed.tokens, state, updatedAt: now };
+}
+
 /** What a login produced: the new tokens, whether the refresh token changed, and a new client if one was registered. */
 export interface NewLogin {
   tokens: TokenSet;

@@ -14,6 +14,7 @@ import { reauthErrorFromRecord } from "../../src/manager/reauth.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import {
   afterLogin,
+  afterRefresh,
   claimNotice,
   enterReauth,
   type Reauth,
@@ -203,6 +204,32 @@ describe("the transitions after a login and around a notification", () => {
     assert.equal(back.state.rotationCount, marked.state.rotationCount + 1);
     assert.equal(back.tokens, tokens);
     assert.equal(viewOf(back, T0 + 3, policy).reauth, null);
+  });
+
+  it("a refresh clears the reauth state, error and notification mark, and counts itself", () => {
+    const dead = claimNotice(
+      enterReauth(makeRecord("a"), reauthOfA(), T0, makeRecord("a"))!,
+      "notifiedAt",
+      T0 + 1,
+    );
+    const tokens = makeTokens({ refreshToken: new Secret("refresh-token-value-0003") }, T0 + 2);
+    const back = afterRefresh(dead, { tokens, rotated: true, skewMs: 1_500 }, T0 + 2);
+    assert.equal(back.state.health, "ok");
+    assert.equal(back.state.lastRefreshOutcome, "ok");
+    assert.equal(back.state.lastRefreshAt, T0 + 2);
+    assert.equal(back.state.reauth, undefined);
+    assert.equal(back.state.lastError, undefined);
+    assert.equal(back.state.notifiedAt, undefined);
+    assert.equal(back.state.refreshCount, dead.state.refreshCount + 1);
+    assert.equal(back.state.rotationCount, dead.state.rotationCount + 1);
+    assert.equal(back.state.clockSkewMs, 1_500);
+    assert.equal(back.state.clockSkewMeasuredAt, T0 + 2);
+    assert.equal(back.tokens, tokens);
+    assert.equal(back.updatedAt, T0 + 2);
+    // No measurement: the last one stands.
+    const again = afterRefresh(back, { tokens, rotated: false }, T0 + 3);
+    assert.equal(again.state.rotationCount, back.state.rotationCount);
+    assert.equal(again.state.clockSkewMeasuredAt, T0 + 2);
   });
 
   it("a notification claim is given back only while it is still ours", () => {
