@@ -62,7 +62,9 @@ export type ReauthReason =
   | "not_authorized"
   | "access_denied"
   /** The token endpoint's answer to a refresh was not a valid token response: the refresh token may be spent. */
-  | "invalid_token_response";
+  | "invalid_token_response"
+  /** `proxy --reauth browser`: a sign-in page is open; the proxy resumes by itself when it completes. */
+  | "sign_in_open";
 
 export interface ReauthFields extends ErrorFields {
   connector: string;

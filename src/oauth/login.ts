@@ -190,6 +190,17 @@ export function loopbackTarget(redirectUris: string[] | undefined): LoopbackTarg
 }
 
 /**
+ * Ports browsers refuse to connect to (the Fetch standard's "bad port" list): a redirect to one
+ * of them can never reach the listener, so a registration naming one does not fit.
+ */
+const BROWSER_BLOCKED_PORTS = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104,
+  109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515,
+  526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049,
+  3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/**
  * Whether an earlier dynamic registration still fits this login, so that logging in again does
  * not register a new client every time: same issuer, same flow, a public client for the
  * interactive flows (a secret for client credentials), and for the browser flow a loopback
@@ -208,7 +219,7 @@ export function dynamicClientFits(
   if (client.tokenEndpointAuthMethod !== "none" && !client.clientSecret) return false;
   if (flow === "device") return true;
   const target = loopbackTarget(client.redirectUris);
-  if (!target) return false;
+  if (!target || BROWSER_BLOCKED_PORTS.has(target.port)) return false;
   if (callback.host !== undefined && callback.host !== target.host) return false;
   if (callback.path !== undefined && callback.path !== target.path) return false;
   return true;

@@ -13,6 +13,7 @@ import {
   TokenkeeperError,
 } from "../../core/errors.js";
 import type { ConnectorRecord } from "../../core/record.js";
+import { DEFAULT_BROWSER_TIMEOUT_MS } from "../../oauth/browser-login.js";
 import { canonicalServerUri } from "../../oauth/discovery.js";
 import type { Store } from "../../store/types.js";
 import {
@@ -26,6 +27,7 @@ import {
   type SnippetInput,
 } from "../../surfaces/proxy/config.js";
 import { type ResolvedTarget, runProxy, type TransportChoice } from "../../surfaces/proxy/proxy.js";
+import { BrowserSignIn } from "../../surfaces/proxy/sign-in.js";
 import { skipRecordJson } from "../../surfaces/skip-record.js";
 import { durationFlag, interactiveCommand, type ParsedFlags, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
@@ -62,6 +64,10 @@ Options:
                          (no connector, nothing stored)
   --interactive          when re-authorization is needed and a terminal is attached, open the
                          browser login (never otherwise)
+  --reauth browser       for GUI clients (Claude Desktop, Cursor): when a human is needed, open
+                         the browser sign-in once (one page for every proxy of the connector),
+                         answer calls meanwhile with reason sign_in_open and the page's URL, and
+                         resume without a restart once signed in. Default: never
   --token-wait DURATION  how long a call waits for a token that must be refreshed first
                          (default: TOKENKEEPER_PROXY_TOKEN_WAIT, else the connector's
                          proxy_token_wait setting, else 3s); then the call is
@@ -92,6 +98,7 @@ const OPTIONS = {
   transport: { type: "string" },
   header: { type: "string", multiple: true },
   interactive: { type: "boolean" },
+  reauth: { type: "string" },
   "no-auth": { type: "boolean" },
   verbose: { type: "boolean" },
   "token-wait": { type: "string" },
@@ -174,6 +181,11 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
           values["token-wait"] !== undefined ? "--token-wait" : "TOKENKEEPER_PROXY_TOKEN_WAIT",
           tokenWait,
         );
+
+  if (values.reauth !== undefined && values.reauth !== "browser" && values.reauth !== "never")
+    throw new UsageError("--reauth must be browser or never");
+  if (values.reauth === "browser" && values["no-auth"])
+    throw new UsageError("--reauth browser needs a connector; --no-auth has none");
 
   if (values["no-auth"] && !/^https?:\/\//i.test(target))
     throw new UsageError("--no-auth takes the server's URL, not a connector name");
@@ -289,6 +301,16 @@ async function serve(
       ...(values.interactive && terminal
         ? { interactiveLogin: (record: ConnectorRecord) => interactiveLogin(ctx, record, values.store) }
         : {}),
+      ...(values.reauth === "browser"
+        ? {
+            signIn: new BrowserSignIn({
+              store: session.store,
+              clock: ctx.clock,
+              loginTimeoutMs: DEFAULT_BROWSER_TIMEOUT_MS,
+              login: (record, onUrl) => browserSignIn(ctx, session.store, record, onUrl),
+            }),
+          }
+        : {}),
       clock: ctx.clock,
       ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
       signal: ctx.signal,
@@ -299,6 +321,50 @@ async function serve(
   } finally {
     await session.close();
   }
+}
+
+/**
+ * `--reauth browser`: the browser login for a GUI client, which has no terminal: the URL goes
+ * to the proxy (for its answers) and stderr (the client's log), and is opened with $BROWSER or
+ * the system's opener. Only for a browser (authorization-code) connector.
+ */
+async function browserSignIn(
+  ctx: CliContext,
+  store: Store,
+  record: ConnectorRecord,
+  onUrl: (url: string) => void,
+): Promise<void> {
+  if (record.grant !== "authorization_code")
+    throw new ConfigError(`connector "${record.name}" does not sign in with a browser (${record.grant})`);
+  const { login } = await import("../../oauth/login.js");
+  const { openBrowser } = await import("../../oauth/open-browser.js");
+  const say = (line: string) => ctx.stderr.write(`tokenkeeper proxy: ${line}\n`);
+  await login(
+    {
+      mcpUrl: record.server.mcpUrl,
+      name: record.name,
+      flow: "browser",
+      ...(record.scope ? { scope: record.scope } : {}),
+      timeoutMs: DEFAULT_BROWSER_TIMEOUT_MS,
+    },
+    {
+      store,
+      clock: ctx.clock,
+      ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+      signal: ctx.signal,
+      note: (line) => say(line),
+      presentUrl: async (url) => {
+        onUrl(url);
+        say(`--reauth browser: sign in to "${record.name}" at ${url}`);
+        const opened = await openBrowser(url, { env: ctx.env, usePlatformOpener: !ctx.env.CI });
+        if (!opened.opened)
+          say(`could not open a browser${opened.error ? ` (${opened.error})` : ""}; open the URL yourself`);
+      },
+      presentDeviceCode: () => {
+        throw new ConfigError("--reauth browser runs the browser flow only");
+      },
+    },
+  );
 }
 
 /** The login command itself, with its output on stderr: stdout belongs to the MCP client. */
@@ -346,7 +412,14 @@ async function printConfig(
   const args = ["proxy", proxyTarget];
   if (transport !== "auto") args.push("--transport", transport);
   for (const h of values.header ?? []) args.push("--header", h);
-  for (const flag of ["events", "notify-command", "notify-webhook", "timeout", "token-wait"] as const) {
+  for (const flag of [
+    "events",
+    "notify-command",
+    "notify-webhook",
+    "timeout",
+    "token-wait",
+    "reauth",
+  ] as const) {
     const value = values[flag];
     if (typeof value === "string") args.push(`--${flag}`, value);
   }

@@ -43,6 +43,7 @@ import type { Notifier } from "../notify.js";
 import { type SkipRecord, skippedRecord } from "../skip-record.js";
 import { describeProblem, errorResponse, lossError, PROXY_ERROR, type RequestId } from "./errors.js";
 import { PendingRequests } from "./pending.js";
+import { type BrowserSignIn, signInOpenError } from "./sign-in.js";
 import { type TransportChoice, Upstream } from "./upstream.js";
 
 export type { TransportChoice } from "./upstream.js";
@@ -88,6 +89,11 @@ export interface ProxyOptions {
   notifier?: Notifier;
   /** Runs a login (opens a browser). Only given with --interactive on a terminal. */
   interactiveLogin?: (record: ConnectorRecord) => Promise<void>;
+  /**
+   * `--reauth browser`: the browser sign-in, once across the proxies of the connector
+   * (sign-in.ts); calls meanwhile get reason `sign_in_open`. Never given to unattended commands.
+   */
+  signIn?: BrowserSignIn;
   clock: Clock;
   /** The network fetch under the authenticated one (tests inject faults here). */
   fetch?: FetchLike;
@@ -343,8 +349,32 @@ class StdioProxy {
   }
 
   #maybeLogin(): void {
-    const login = this.#o.interactiveLogin;
     const record = this.#target ? this.#manager.cached(this.#target.connector)?.record : undefined;
+    const signIn = this.#o.signIn;
+    if (signIn && record) {
+      // Once per episode: entering the reauth state again (after a failed sign-in, a later
+      // revocation) is what opens it again, never a request.
+      signIn.start(record).then(
+        (outcome) => {
+          if (outcome === "signed_in") {
+            this.#manager.invalidate(record.name);
+            this.#lastRecoveryAt = Number.NEGATIVE_INFINITY;
+            this.#log(`--reauth browser: signed in to "${record.name}"; the next request reconnects`);
+          } else if (outcome === "elsewhere") {
+            this.#log(
+              `--reauth browser: another proxy of "${record.name}" has the sign-in page open; this one resumes when it completes`,
+            );
+          } else {
+            this.#log(
+              `--reauth browser: the sign-in for "${record.name}" did not complete; run \`tokenkeeper login\` or restart the client`,
+            );
+          }
+        },
+        (e) => this.#log(`--reauth browser: ${describeProblem(e)}`),
+      );
+      return;
+    }
+    const login = this.#o.interactiveLogin;
     if (!login || !record || this.#loginRunning) return;
     this.#loginRunning = true;
     this.#log(`--interactive: starting a login for "${record.name}" in the browser`);
@@ -428,6 +458,10 @@ class StdioProxy {
 
   #currentError(): TokenkeeperError {
     const s = this.#state;
+    if (s.kind === "reauth" && this.#target) {
+      const open = this.#o.signIn?.view();
+      if (open) return signInOpenError(this.#target.connector, open, this.#clock.now());
+    }
     if (s.kind === "unresolved" || s.kind === "reauth") return s.error;
     return lossError("shutdown", { where: this.#upstream?.where ?? "", method: "request" });
   }
