@@ -26,6 +26,8 @@ interface InProcess {
   proxy: ProxyHandle;
   clock: ManualClock;
   manager: TokenManager;
+  /** The manager's token requests now in flight (real HTTP to the bed). */
+  requests: { inFlight: number };
   logs: string[];
   stop(): Promise<void>;
 }
@@ -39,14 +41,23 @@ async function advanceIntoWindow(p: InProcess): Promise<void> {
   const tokens = p.manager.cached("bed")!.record.tokens!;
   const due = tokens.expiresAt! - expiryMarginMs(tokens) - refreshWindowMs(tokens, DEFAULT_REFRESH_AHEAD_MS);
   await p.clock.advance(due + 100 - p.clock.now());
-  await settle();
+  await settle(p);
 }
 
 async function inProcess(bed: TestBed): Promise<InProcess> {
   const clock = new ManualClock(Date.now());
   const store = new MemoryStore({ clock });
   await connectTestBed(bed, store, "bed", { now: clock.now() });
-  const manager = new TokenManager({ store, clock });
+  const requests = { inFlight: 0 };
+  const countingFetch: typeof fetch = async (input, init) => {
+    requests.inFlight++;
+    try {
+      return await fetch(input, init);
+    } finally {
+      requests.inFlight--;
+    }
+  };
+  const manager = new TokenManager({ store, clock, fetch: countingFetch });
   const toProxy = new PassThrough();
   const fromProxy = new PassThrough();
   const logs: string[] = [];
@@ -66,6 +77,7 @@ async function inProcess(bed: TestBed): Promise<InProcess> {
     proxy,
     clock,
     manager,
+    requests,
     logs,
     async stop() {
       toProxy.end();
@@ -76,9 +88,17 @@ async function inProcess(bed: TestBed): Promise<InProcess> {
   };
 }
 
-/** Lets real I/O (the bed's HTTP answers) happen between manual clock steps. */
-async function settle(ms = 100): Promise<void> {
+/**
+ * Lets real I/O happen between manual clock steps: a token request started by the step runs
+ * to its end, however long a loaded machine makes it (a request starts within the step's
+ * microtasks, so by the first real wait it is counted).
+ */
+async function settle(p: InProcess, ms = 100): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
+  const deadline = Date.now() + 30_000;
+  while (p.requests.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  // The answer's save and the next timer are microtasks and memory-store steps after the request.
+  await new Promise((r) => setTimeout(r, 20));
 }
 
 let bed: TestBed;
@@ -120,7 +140,7 @@ describe("tokenkeeper proxy timers and memory", () => {
     const p = await inProcess(bed);
     try {
       const long = p.client.callTool({ name: "slow", arguments: { steps: 10, delayMs: 200 } });
-      await settle(50);
+      await settle(p, 50);
       bed.as.resetCounters();
       // The first window still sees the call's request; by the second, the call in flight is
       // the only sign of use: it must be enough.
