@@ -13,6 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { AGENT } from "../cli/auth-cli-harness.js";
+import { runCliInProcess } from "../support/run-cli.js";
 import { type Home, homeWithConnector, type ProxyProcess, startProxy, textOf } from "./proxy-harness.js";
 
 const REAUTH = -32030;
@@ -128,5 +129,26 @@ describe("tokenkeeper proxy --reauth browser", () => {
       );
       assert.equal(r.status, 64, r.stderr);
     }
+    const env = { PATH: process.env.PATH, TOKENKEEPER_HOME: home.dir };
+    // Never in the unattended commands: there it is not an option at all (78, a scheduler's code).
+    for (const argv of [
+      ["token", "gui", "--reauth", "browser"],
+      ["ensure", "gui", "--reauth", "browser"],
+      ["keepalive", "--once", "--reauth", "browser"],
+      ["run", "--connector", "gui", "--reauth", "browser", "--", "true"],
+    ]) {
+      const r = await runCliInProcess(argv, { env });
+      assert.equal(r.code, 78, `${argv.join(" ")}: ${r.stderr}`);
+    }
+    // The client's configuration carries it.
+    const config = await runCliInProcess(
+      ["proxy", "gui", "--print-config", "--reauth", "browser", "--json"],
+      {
+        env,
+      },
+    );
+    assert.equal(config.code, 0, config.stderr);
+    const args = JSON.parse(config.stdout).args as string[];
+    assert.deepEqual(args.slice(args.indexOf("--reauth")), ["--reauth", "browser"]);
   });
 });
