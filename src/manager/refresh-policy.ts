@@ -51,15 +51,6 @@ export function freshness(
   return "stale";
 }
 
-/** Milliseconds of validity left (null: unknown expiry). */
-export function timeLeftMs(
-  tokens: Pick<TokenSet, "expiresAt"> | null | undefined,
-  now: number,
-): number | null {
-  if (!tokens || tokens.expiresAt === null) return null;
-  return tokens.expiresAt - now;
-}
-
 // Backoff is generic (the proxy's reconnects use it too): it lives in core.
 export { backoffDelayMs, DEFAULT_RETRY, type RetryPolicy } from "../core/backoff.js";
 

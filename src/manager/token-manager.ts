@@ -34,7 +34,6 @@ import { expiredOnArrivalError } from "./expired-on-arrival.js";
 import { type Keeper, type KeeperOptions, startKeeper } from "./keeper.js";
 import { reauthErrorFromRecord } from "./reauth.js";
 import {
-  achievableMinTtlMs,
   backoffDelayMs,
   classifyOAuthError,
   DEFAULT_REFRESH_AHEAD_MS,
@@ -56,7 +55,14 @@ import {
   releaseNotice,
   sameRefreshToken,
 } from "./transitions.js";
-import { achievableMinTtl, type ConnectorView, type ViewPolicy, viewOf } from "./view.js";
+import {
+  achievableMinTtl,
+  aheadMsFor,
+  type ConnectorView,
+  freshnessOf,
+  type ViewPolicy,
+  viewOf,
+} from "./view.js";
 
 export interface TokenManagerOptions {
   store: Store;
@@ -266,8 +272,9 @@ export class TokenManager {
     if (this.#storeRecheckMs > 0 && now - entry.checkedAt >= this.#storeRecheckMs) this.#recheck(entry);
 
     const record = entry.stored.record;
-    const minTtlMs = achievableMinTtlMs(record.tokens, options.minTtlMs ?? 0, this.#aheadMs(record));
-    const state = freshness(record.tokens, now, minTtlMs, this.#aheadMs(record));
+    // The view's rules (view.ts), so a one-shot command that asks the view decides the same.
+    const minTtlMs = achievableMinTtl(record, options.minTtlMs ?? 0, this.#viewPolicy());
+    const state = freshnessOf(record, now, minTtlMs, this.#viewPolicy());
     if (state === "fresh") return this.#hand(entry);
     if (state === "usable") {
       if (!entry.cooldown || now >= entry.cooldown.until) this.#background(connector, minTtlMs);
@@ -457,7 +464,7 @@ export class TokenManager {
   // ---- internals -----------------------------------------------------------------------
 
   #aheadMs(record: ConnectorRecord): number {
-    return record.settings.refreshAheadMs ?? this.#refreshAheadMs;
+    return aheadMsFor(record, this.#viewPolicy());
   }
 
   #hand(entry: CacheEntry): AccessToken {
