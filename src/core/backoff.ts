@@ -15,8 +15,9 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { initialDelayMs: 500, maxDelayMs: 30_000, deadlineMs: 60_000 };
 
 /**
- * Exponential backoff with "full jitter" (delay uniform in [base/2, base]) so a fleet that failed
- * together does not retry together. A server's Retry-After is a floor, never shortened.
+ * Exponential backoff with "equal jitter" (delay uniform in [base/2, base]; "full jitter" would
+ * be [0, base]) so a fleet that failed together does not retry together, yet no retry comes
+ * sooner than half the base. A server's Retry-After is a floor, never shortened.
  */
 export function backoffDelayMs(
   attempt: number,
