@@ -209,6 +209,47 @@ describe("import mcp-remote", () => {
     assert.equal(record.client.tokenEndpointAuthMethod, "none");
   });
 
+  it("--hash names files written under options that change mcp-remote's hash", async () => {
+    const base = join(mcpAuth, "hashed");
+    const dir = join(base, "mcp-remote-v1");
+    await mkdir(dir, { recursive: true });
+    // mcp-remote run with --header: the hash covers the URL and the headers.
+    const hash = mcpRemoteServerHash(bed.mcpUrl, [JSON.stringify({ "X-Team": "a" })]);
+    await writeFile(
+      join(dir, `${hash}_client_info.json`),
+      JSON.stringify({ client_id: issued.clientId, redirect_uris: [issued.redirectUri] }),
+    );
+    await writeFile(
+      join(dir, `${hash}_tokens.json`),
+      JSON.stringify({ access_token: "opaque-hashed-token", token_type: "Bearer", expires_in: 600 }),
+    );
+    const missing = await cli.run([
+      "import",
+      "mcp-remote",
+      bed.mcpUrl,
+      "--name",
+      "hashed",
+      "--config-dir",
+      base,
+    ]);
+    assert.equal(missing.code, 78);
+    assert.match(missing.stderr, /1 other authorization there/);
+    const r = await cli.run([
+      "import",
+      "mcp-remote",
+      bed.mcpUrl,
+      "--name",
+      "hashed",
+      "--config-dir",
+      base,
+      "--hash",
+      hash.toUpperCase(),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /NO REFRESH TOKEN/);
+    assert.equal((await cli.run(["import", "mcp-remote", bed.mcpUrl, "--hash", "xyz"])).code, 64);
+  });
+
   it("refuses files that do not validate, and stores nothing", async () => {
     const base = join(mcpAuth, "broken");
     const dir = join(base, "mcp-remote-v1");

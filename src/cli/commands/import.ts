@@ -31,6 +31,8 @@ appears in your mcp-remote configuration: mcp-remote files its credentials under
 Options:
   --name NAME          connector name (default: the server's host)
   --config-dir DIR     mcp-remote's config directory (default: MCP_REMOTE_CONFIG_DIR, else ~/.mcp-auth)
+  --hash HEX           the files' name prefix (the 32 hex digits before _tokens.json), when
+                       mcp-remote ran with options that change it (--header, --resource, …)
   --store URL          connector store (default: TOKENKEEPER_STORE, else the state directory)
   --json               print the summary as JSON
 
@@ -50,6 +52,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseFlags(args, {
     name: { type: "string" },
     "config-dir": { type: "string" },
+    hash: { type: "string" },
     store: { type: "string" },
     json: { type: "boolean" },
   });
@@ -64,7 +67,10 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   assertConnectorName(name);
   const base =
     values["config-dir"] ?? ctx.env.MCP_REMOTE_CONFIG_DIR ?? join(ctx.env.HOME || homedir(), ".mcp-auth");
-  const files = await findFiles(base, serverUrl);
+  const hash = values.hash?.toLowerCase();
+  if (hash !== undefined && !/^[0-9a-f]{32}$/.test(hash))
+    throw new UsageError("--hash takes the 32 hex digits mcp-remote names the files with");
+  const files = await findFiles(base, serverUrl, hash);
 
   const store = await openCliStore(values.store, ctx);
   try {
@@ -109,7 +115,7 @@ async function readJson(path: string, file: string): Promise<unknown> {
 }
 
 /** The client info and tokens files for the server, from the best version directory holding both. */
-async function findFiles(base: string, serverUrl: string): Promise<McpRemoteFiles> {
+async function findFiles(base: string, serverUrl: string, givenHash?: string): Promise<McpRemoteFiles> {
   let entries: string[];
   try {
     entries = await readdir(base);
@@ -127,10 +133,13 @@ async function findFiles(base: string, serverUrl: string): Promise<McpRemoteFile
   const variants = [
     ...new Set([serverUrl, serverUrl.replace(/\/+$/, ""), `${serverUrl.replace(/\/+$/, "")}/`]),
   ];
+  const hashes = givenHash ? [givenHash] : variants.map((url) => mcpRemoteServerHash(url));
   const dirs = orderConfigDirs(entries);
+  let others = 0;
   for (const dir of dirs) {
-    for (const url of variants) {
-      const hash = mcpRemoteServerHash(url);
+    const names = await readdir(join(base, dir)).catch(() => [] as string[]);
+    others += names.filter((n) => n.endsWith("_tokens.json")).length;
+    for (const hash of hashes) {
       const infoPath = join(base, dir, `${hash}_client_info.json`);
       const tokensPath = join(base, dir, `${hash}_tokens.json`);
       let written: number;
@@ -150,7 +159,7 @@ async function findFiles(base: string, serverUrl: string): Promise<McpRemoteFile
     }
   }
   throw new ConfigError(
-    `mcp-remote holds no client and tokens for ${serverUrl} in ${base}${dirs.length ? ` (looked in ${dirs.join(", ")})` : ""}; give the URL exactly as in the mcp-remote configuration, or log in with \`tokenkeeper login ${serverUrl}\``,
+    `mcp-remote holds no client and tokens for ${serverUrl} in ${base}${dirs.length ? ` (looked in ${dirs.join(", ")}; ${others} other authorization${others === 1 ? "" : "s"} there)` : ""}; give the URL exactly as in the mcp-remote configuration (or --hash when it ran with --header, --resource or similar), or log in with \`tokenkeeper login ${serverUrl}\``,
     { problem: "mcp_remote_not_found" },
   );
 }
