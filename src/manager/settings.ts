@@ -8,8 +8,8 @@ import { ConfigError } from "../core/errors.js";
 import type { ConnectorSettings } from "../core/record.js";
 import { isLoopbackHost } from "../oauth/http.js";
 
-/** Headers the MCP transport or Tokenkeeper itself manages: a connector cannot override them. */
-const RESERVED_HEADERS = new Set([
+/** Headers the MCP transport or Tokenkeeper itself manages: a connector or a flag cannot override them. */
+export const RESERVED_HEADERS = new Set([
   "authorization",
   "mcp-session-id",
   "mcp-protocol-version",
@@ -17,7 +17,8 @@ const RESERVED_HEADERS = new Set([
   "accept",
   "last-event-id",
 ]);
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** RFC 9110 §5.1: a field name is a token. */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** The longest a duration setting may be: a refresh-ahead window or a lifetime beyond a year is a typo. */
 const MAX_DURATION_MS = 366 * 24 * 3600_000;
 

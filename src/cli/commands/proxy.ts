@@ -13,6 +13,7 @@ import {
   TokenkeeperError,
 } from "../../core/errors.js";
 import type { ConnectorRecord } from "../../core/record.js";
+import { HEADER_NAME, RESERVED_HEADERS } from "../../manager/settings.js";
 import { DEFAULT_BROWSER_TIMEOUT_MS } from "../../oauth/browser-login.js";
 import { canonicalServerUri } from "../../oauth/discovery.js";
 import type { Store } from "../../store/types.js";
@@ -112,23 +113,12 @@ const OPTIONS = {
 
 type ProxyFlags = ParsedFlags<typeof OPTIONS>["values"];
 
-/** Headers the proxy must not let a flag override: the token, and what the transport manages. */
-const RESERVED_HEADERS = new Set([
-  "authorization",
-  "mcp-session-id",
-  "mcp-protocol-version",
-  "content-type",
-  "accept",
-  "last-event-id",
-]);
-
 export function parseHeaders(values: readonly string[]): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const raw of values) {
     const colon = raw.indexOf(":");
     const name = colon > 0 ? raw.slice(0, colon).trim() : "";
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
-      throw new ConfigError(`--header "${raw.slice(0, 80)}" is not "Name: value"`);
+    if (!HEADER_NAME.test(name)) throw new ConfigError(`--header "${raw.slice(0, 80)}" is not "Name: value"`);
     if (RESERVED_HEADERS.has(name.toLowerCase())) {
       throw new ConfigError(
         name.toLowerCase() === "authorization"
