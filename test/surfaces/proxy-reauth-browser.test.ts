@@ -4,6 +4,7 @@
  * reason `sign_in_open`, and both proxies resume without a restart when the person has signed in.
  * Two real proxy processes on one store, the oidc-provider test bed, and a $BROWSER that follows
  * the authorization URL through the bed's consent (after a pause, like a person reading the page).
+ * @slow: the test runner starts it first so it overlaps the rest of the suite.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -36,7 +37,7 @@ describe("tokenkeeper proxy --reauth browser", () => {
     const agentLog = join(home.dir, "browser-agent.jsonl");
     // The person takes a few seconds on the page: long enough for both proxies to need them.
     const browser = join(home.dir, "slow-browser.sh");
-    await writeFile(browser, `#!/bin/sh\nsleep 6\nexec "${process.execPath}" --import tsx "${AGENT}" "$1"\n`);
+    await writeFile(browser, `#!/bin/sh\nsleep 8\nexec "${process.execPath}" --import tsx "${AGENT}" "$1"\n`);
     await chmod(browser, 0o700);
     const env = { BROWSER: browser, BROWSER_AGENT_LOG: agentLog };
     const proxies: ProxyProcess[] = [];
@@ -53,7 +54,7 @@ describe("tokenkeeper proxy --reauth browser", () => {
       await bed.as.revokeAllGrants();
       // Call both until each has answered "the sign-in page is open".
       const signInData: { action: string; reason: string }[][] = [[], []];
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 30_000;
       const named = () => signInData.some((d) => d.some((x) => x.action.includes("/auth?")));
       while (Date.now() < deadline && (signInData.some((d) => d.length === 0) || !named())) {
         for (const [i, p] of proxies.entries()) {
