@@ -30,9 +30,8 @@ import {
   type AuthorizationServerMetadata,
   authorizationServerMetadataSchema,
   type ProtectedResourceMetadata,
-  parseDocument,
   protectedResourceMetadataSchema,
-  readJsonBody,
+  readDocument,
 } from "./metadata-schemas.js";
 import { type BearerChallenge, parseBearerChallenge } from "./www-authenticate.js";
 
@@ -381,12 +380,7 @@ export async function fetchProtectedResourceMetadata(
     if (doc.status >= 500 || doc.status === 429) throw serverError(doc, what);
     if (!doc.response.ok) continue;
     const server = describeUrl(doc.url);
-    const metadata = parseDocument(
-      protectedResourceMetadataSchema,
-      await readJsonBody(doc.response, what, server),
-      what,
-      server,
-    );
+    const metadata = await readDocument(protectedResourceMetadataSchema, doc.response, what, server);
     if (!resourceCovers(metadata.resource, mcpUrl)) {
       throw new ProtocolError(
         `${what} at ${server} is for another resource: it names ${describeUrl(metadata.resource)}, not ${describeUrl(mcpUrl)} (RFC 9728 §3.3)`,
@@ -504,12 +498,7 @@ export async function fetchAuthorizationServerMetadata(
     if (doc.status >= 500 || doc.status === 429) throw serverError(doc, what);
     if (!doc.response.ok) continue;
     const server = describeUrl(doc.url);
-    const metadata = parseDocument(
-      authorizationServerMetadataSchema,
-      await readJsonBody(doc.response, what, server),
-      what,
-      server,
-    );
+    const metadata = await readDocument(authorizationServerMetadataSchema, doc.response, what, server);
     // RFC 8414 §3.3 (and OpenID Discovery §4.3): a mismatch means the document may be an
     // impersonation; its endpoints must not be used.
     if (!issuerMatches(issuer, metadata.issuer)) {
@@ -679,12 +668,7 @@ export async function fetchLegacyAuthorizationServer(
     return { issuer: base, metadata, url: metadataUrl, kind: "oauth" };
   }
   const server = describeUrl(doc.url);
-  const metadata = parseDocument(
-    authorizationServerMetadataSchema,
-    await readJsonBody(doc.response, what, server),
-    what,
-    server,
-  );
+  const metadata = await readDocument(authorizationServerMetadataSchema, doc.response, what, server);
   if (new URL(metadata.issuer).origin !== base) {
     throw new ProtocolError(
       `${what} at ${server} states issuer ${describeUrl(metadata.issuer)}, which is not on the MCP server's origin ${base} (MCP 2025-03-26 discovery)`,

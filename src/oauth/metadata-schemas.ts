@@ -99,6 +99,16 @@ export function parseDocument<S extends z.ZodType>(
   });
 }
 
+/** Reads a response's JSON body and validates it against `schema`, once, at the edge. */
+export async function readDocument<S extends z.ZodType>(
+  schema: S,
+  response: Response,
+  what: string,
+  server: string,
+): Promise<z.infer<S>> {
+  return parseDocument(schema, await readJsonBody(response, what, server), what, server);
+}
+
 /** Parses a JSON body, turning bad JSON into a ProtocolError that names the server. */
 export async function readJsonBody(response: Response, what: string, server: string): Promise<unknown> {
   const text = await response.text();

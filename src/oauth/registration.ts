@@ -13,8 +13,7 @@ import {
   type AuthorizationServerMetadata,
   type ClientMetadataDocument,
   clientMetadataDocumentSchema,
-  parseDocument,
-  readJsonBody,
+  readDocument,
   registrationErrorSchema,
   registrationResponseSchema,
 } from "./metadata-schemas.js";
@@ -119,9 +118,9 @@ export async function metadataDocumentClient(
       url: where,
     });
   }
-  const document = parseDocument(
+  const document = await readDocument(
     clientMetadataDocumentSchema,
-    await readJsonBody(response, "client metadata document", where),
+    response,
     "client metadata document",
     where,
   );
@@ -237,12 +236,7 @@ export async function registerDynamicClient(
       problem: "dcr_failed",
     });
   }
-  const data = parseDocument(
-    registrationResponseSchema,
-    await readJsonBody(response, "client registration", where),
-    "client registration",
-    where,
-  );
+  const data = await readDocument(registrationResponseSchema, response, "client registration", where);
   const returned = data.token_endpoint_auth_method;
   const finalMethod =
     returned && (AUTH_METHODS as readonly string[]).includes(returned)
