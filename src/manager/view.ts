@@ -150,6 +150,15 @@ export function refreshProven(view: ConnectorView, now: number, withinMs: number
   return view.lastGoodRefreshAt !== null && now - view.lastGoodRefreshAt <= withinMs;
 }
 
+/** The times a skip record carries, from a record. */
+export function recordTimesOf(record: ConnectorRecord, now: number) {
+  return {
+    now,
+    expiresAt: record.tokens?.expiresAt ?? null,
+    refreshTokenExpiresAt: refreshTokenExpiry(record),
+  };
+}
+
 /** The times a skip record carries, from a view. */
 export function recordTimes(view: ConnectorView | undefined, now: number) {
   return {

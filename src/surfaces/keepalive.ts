@@ -16,7 +16,7 @@ import type { ConnectorRecord } from "../core/record.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
 import type { TokenManager } from "../manager/token-manager.js";
 import { reauthAction } from "../manager/transitions.js";
-import { coversRun, refreshTokenExpiry } from "../manager/view.js";
+import { coversRun, recordTimesOf, refreshTokenExpiry } from "../manager/view.js";
 import type { Notifier } from "./notify.js";
 import { degradedRecord, READY_REASONS, readyRecord, type SkipRecord, skippedRecord } from "./skip-record.js";
 
@@ -53,7 +53,7 @@ export async function keepaliveConnector(
   if (dead) {
     // Announced once per transition; this retries one whose notification never got through.
     await options.notifier?.notifyReauth(manager, name).catch(() => {});
-    return skippedRecord(name, dead, times(record, clock.now()));
+    return skippedRecord(name, dead, recordTimesOf(record, clock.now()));
   }
 
   const now = clock.now();
@@ -73,12 +73,12 @@ export async function keepaliveConnector(
       const at = clock.now();
       if (exitCodeFor(error) === EXIT.reauth) {
         await options.notifier?.notifyReauth(manager, name).catch(() => {});
-        return skippedRecord(name, error, times(current, at));
+        return skippedRecord(name, error, recordTimesOf(current, at));
       }
       if (exitCodeFor(error) === EXIT.transient && coversRun(current, at, 0)) {
-        return degradedRecord(name, error as TokenkeeperError, times(current, at));
+        return degradedRecord(name, error as TokenkeeperError, recordTimesOf(current, at));
       }
-      return skippedRecord(name, error, times(current, at));
+      return skippedRecord(name, error, recordTimesOf(current, at));
     }
   }
 
@@ -97,14 +97,14 @@ export async function keepaliveConnector(
       name,
       READY_REASONS.refreshed,
       `refreshed (${idleFor}) so the refresh token stays alive`,
-      times(latest, at),
+      recordTimesOf(latest, at),
     );
   }
   return readyRecord(
     name,
     READY_REASONS.idle_ok,
     `used ${formatDuration(at - (lastObtained ?? at))} ago; next keepalive refresh after ${formatDuration(idleMs)} idle`,
-    times(latest, at),
+    recordTimesOf(latest, at),
   );
 }
 
@@ -168,8 +168,4 @@ function expiringRecord(
     exit_code: EXIT.ok,
     at: new Date(now).toISOString(),
   };
-}
-
-function times(r: ConnectorRecord, now: number) {
-  return { now, expiresAt: r.tokens?.expiresAt ?? null, refreshTokenExpiresAt: refreshTokenExpiry(r) };
 }

@@ -19,7 +19,7 @@ import { scrubText } from "../core/secret.js";
 import { reauthErrorFromRecord } from "../manager/reauth.js";
 import { createTokenManager, type TokenManager } from "../manager/token-manager.js";
 import type { NoticeField } from "../manager/transitions.js";
-import { refreshTokenExpiry } from "../manager/view.js";
+import { recordTimesOf, refreshTokenExpiry } from "../manager/view.js";
 import { assertSecureUrl, type FetchLike } from "../oauth/http.js";
 import type { Store } from "../store/types.js";
 import { type SkipRecord, skippedRecord, skipRecordJson } from "./skip-record.js";
@@ -93,7 +93,7 @@ export class Notifier {
         if (!dead) return undefined;
         // Once per transition: a mark at or after `since` means this transition was announced.
         if (r.state.notifiedAt !== undefined && r.state.notifiedAt >= dead.fields.since) return "already";
-        return skippedRecord(r.name, dead, times(r, this.#options.clock.now()));
+        return skippedRecord(r.name, dead, recordTimesOf(r, this.#options.clock.now()));
       }),
     );
   }
@@ -308,10 +308,6 @@ export function notifyOnReauth(manager: TokenManager, notifier: Notifier): () =>
     if (event.type !== "reauth_required") return;
     notifier.notifyReauth(manager, event.connector).catch(() => {});
   });
-}
-
-function times(r: ConnectorRecord, now: number) {
-  return { now, expiresAt: r.tokens?.expiresAt ?? null, refreshTokenExpiresAt: refreshTokenExpiry(r) };
 }
 
 function assertWebhookUrl(url: string): void {

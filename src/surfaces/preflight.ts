@@ -18,8 +18,8 @@ import {
   coversRun,
   DEFAULT_VIEW_POLICY,
   humanNeededFor,
+  recordTimesOf,
   refreshProven,
-  refreshTokenExpiry,
   viewOf,
 } from "../manager/view.js";
 import {
@@ -61,11 +61,7 @@ export async function preflight(
   } catch (error) {
     return skippedRecord(name, error, { now: clock.now() });
   }
-  const times = (r: ConnectorRecord): RecordTimes => ({
-    now: clock.now(),
-    expiresAt: r.tokens?.expiresAt ?? null,
-    refreshTokenExpiresAt: refreshTokenExpiry(r),
-  });
+  const times = (r: ConnectorRecord): RecordTimes => recordTimesOf(r, clock.now());
 
   // 1-3. What the manager's view says before any network call: a human already needed, a
   // refresh token ending during the run, or no refresh token and a token that does not last.
@@ -155,11 +151,7 @@ async function failureRecord(
 ): Promise<SkipRecord> {
   const current = await latest(manager, name, before);
   const now = manager.clock.now();
-  const times = {
-    now,
-    expiresAt: current.tokens?.expiresAt ?? null,
-    refreshTokenExpiresAt: refreshTokenExpiry(current),
-  };
+  const times = recordTimesOf(current, now);
   if (exitCodeFor(error) === EXIT.transient && coversRun(current, now, minTtlMs)) {
     return degradedRecord(name, error as TokenkeeperError, times);
   }
