@@ -106,13 +106,19 @@ export function viewOf(record: ConnectorRecord, now: number, policy: ViewPolicy)
  */
 export function coversRun(record: ConnectorRecord, now: number, runMs: number): boolean {
   const t = record.tokens;
-  if (!t) return false;
-  if (t.expiresAt === null) return true;
-  return t.expiresAt - expiryMarginMs(t) - now >= runMs;
+  return coversView(
+    { hasToken: Boolean(t), expiresAt: t?.expiresAt ?? null, expiryMarginMs: t ? expiryMarginMs(t) : 0 },
+    now,
+    runMs,
+  );
 }
 
 /** coversRun, for a view: does its access token stay valid for `runMs` from `now`? */
-export function coversView(view: ConnectorView, now: number, runMs: number): boolean {
+export function coversView(
+  view: Pick<ConnectorView, "hasToken" | "expiresAt" | "expiryMarginMs">,
+  now: number,
+  runMs: number,
+): boolean {
   if (!view.hasToken) return false;
   if (view.expiresAt === null) return true;
   return view.expiresAt - view.expiryMarginMs - now >= runMs;
