@@ -24,7 +24,7 @@ tarball="$work/tokenkeeper-$version.tgz"
 
 # What the tarball holds: the built CLI and library, the documents; no sources, tests or bench.
 listing="$(tar -tzf "$tarball")"
-for f in package/dist/src/cli/bin.js package/dist/src/index.js package/dist/src/index.d.ts \
+for f in package/dist/src/cli/bin.cjs package/dist/src/index.js package/dist/src/index.d.ts \
   package/README.md package/LICENSE package/CHANGELOG.md package/SECURITY.md package/package.json; do
   grep -qx "$f" <<<"$listing" || fail "the tarball lacks $f"
 done

@@ -33,6 +33,7 @@ import { assertConnectorName, type ConnectorRecord, parseRecord, serializeRecord
 import { number, object, ShapeError } from "../core/shape.js";
 import { atomicWrite, fsyncDirectory, parseTempName } from "./atomic-write.js";
 import { acquireFileLock, type FileLock, isProcessAlive, lockState, readLockHolder } from "./file-lock.js";
+import { privacyProblem } from "./privacy.js";
 import type { GetOptions, LockOptions, Store, StoredRecord, StoreLock } from "./types.js";
 
 export interface FileStoreOptions {
@@ -103,20 +104,6 @@ function errno(error: unknown): string | undefined {
 /** Quotes a path for a copy-pasteable shell command (macOS paths contain spaces). */
 function sh(path: string): string {
   return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
-}
-
-/**
- * Decides whether a file or directory is private enough to trust. Pure; `uid` is undefined where
- * POSIX ownership does not apply (Windows, where the per-user profile directory carries the ACLs).
- */
-export function privacyProblem(
-  st: { mode: number; uid: number },
-  uid: number | undefined,
-): "owner" | "mode" | null {
-  if (uid === undefined) return null;
-  if (st.uid !== uid) return "owner";
-  if ((st.mode & 0o077) !== 0) return "mode";
-  return null;
 }
 
 function permissionError(path: string, kind: "file" | "directory", st: Stats, uid: number | undefined) {

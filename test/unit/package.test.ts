@@ -40,6 +40,8 @@ describe("package entry points", () => {
   });
 
   it("the tokenkeeper bin points at the CLI executable", () => {
-    assert.equal(pkg.bin.tokenkeeper, "./dist/src/cli/bin.js");
+    // One CommonJS file bundled from src/cli/bin.ts by the build (scripts/bundle-bin.mjs).
+    assert.equal(pkg.bin.tokenkeeper, "./dist/src/cli/bin.cjs");
+    assert.match((pkg as unknown as { scripts: { build: string } }).scripts.build, /bundle-bin\.mjs/);
   });
 });
