@@ -102,6 +102,8 @@ export async function saveLogin(
       }
     }
   } finally {
-    await lock?.release();
+    // A release that fails (the store went away) must not turn a saved login into an error: the
+    // lease ends by itself.
+    await lock?.release().catch(() => {});
   }
 }

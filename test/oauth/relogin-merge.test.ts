@@ -15,9 +15,10 @@ import { fileURLToPath } from "node:url";
 import { systemClock } from "../../src/core/clock.js";
 import type { ConnectorRecord } from "../../src/core/record.js";
 import { type LoginDeps, login } from "../../src/oauth/login.js";
-import { mergeLoginRecord } from "../../src/oauth/login-save.js";
+import { mergeLoginRecord, saveLogin } from "../../src/oauth/login-save.js";
 import { refreshGrant } from "../../src/oauth/token-endpoint.js";
 import { FileStore } from "../../src/store/file-store.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
 import { updateRecord } from "../../src/store/update.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { followAuthorization } from "../support/browser-agent.js";
@@ -134,5 +135,24 @@ describe("re-login merges with concurrent writes", () => {
       clockSkewMeasuredAt: now - 5_000,
     });
     assert.equal(mergeLoginRecord(fresh, null), fresh);
+  });
+
+  it("a lock release that fails after the write does not turn the saved login into an error", async () => {
+    const store = new MemoryStore();
+    const original = store.lock.bind(store);
+    store.lock = async (name, options) => {
+      const lock = await original(name, options);
+      return {
+        name: lock.name,
+        expiresAt: lock.expiresAt,
+        held: () => lock.held(),
+        remainingMs: () => lock.remainingMs(),
+        release: () => Promise.reject(new Error("the store went away")),
+      };
+    };
+    const fresh = makeRecord("r", {}, Date.now());
+    const saved = await saveLogin(store, fresh, null, { clock: systemClock });
+    assert.equal(saved.record.name, "r");
+    assert.equal((await store.get("r"))?.version, saved.version);
   });
 });
