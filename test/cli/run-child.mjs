@@ -101,6 +101,7 @@ if (Number(values.seconds) > 0) {
       const result = await client.callTool({ name: "echo", arguments: { text: `call ${summary.calls}` } });
       if (result.isError) summary.failures.push(`tool error: ${JSON.stringify(result.content)}`);
       else {
+        if (summary.ok === 0) mark("first call ok");
         summary.ok++;
         summary.lastOkAt = Date.now();
       }

@@ -228,6 +228,7 @@ describe("tokenkeeper run", () => {
     const hook = await startWebhook();
     const skipFile = join(h.home, "skip-mid.jsonl");
     const eventsFile = join(h.home, "events-mid.jsonl");
+    const marker = join(h.home, "marker-mid");
     try {
       const running = h.cli([
         "run",
@@ -247,11 +248,19 @@ describe("tokenkeeper run", () => {
         "--mcp",
         h.bed.mcpUrl,
         "--seconds",
-        "5",
+        "8",
         "--interval",
         "100",
+        "--marker",
+        marker,
       ]);
-      await new Promise((r) => setTimeout(r, 1_500));
+      // Revoke only once the command is connected and working: on a loaded machine it may take
+      // longer than any fixed pause to start.
+      await waitFor(
+        () => existsSync(marker) && readFileSync(marker, "utf8").includes("first call ok"),
+        30_000,
+        "the command's first call",
+      );
       const counters = {
         requests: h.bed.as.counters.tokenRequests,
         rejected: h.bed.as.counters.rejectedRefreshTokens,
