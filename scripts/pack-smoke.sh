@@ -52,6 +52,28 @@ set +e
 set -e
 [ "$code" = 78 ] || fail "token for an unknown connector exited $code, not 78"
 
+# A fresh token in the file store: the bundled fast path prints it, and prints what the full CLI
+# prints (any option, here `--min-ttl 0`, which changes nothing, sends a call to the full CLI).
+mkdir -p -m 700 "$TOKENKEEPER_HOME/connectors"
+node -e '
+  const now = Date.now();
+  const record = {
+    schema: 1, name: "smoke", grant: "client_credentials",
+    server: { mcp_url: "https://mcp.invalid/mcp", resource: "https://mcp.invalid/mcp", issuer: "https://as.invalid",
+      metadata: { issuer: "https://as.invalid", token_endpoint: "https://as.invalid/token" } },
+    client: { kind: "preregistered", client_id: "smoke", token_endpoint_auth_method: "none" },
+    tokens: { access_token: "smoke-token.not-a-secret", token_type: "Bearer", expires_at: now + 86400000, obtained_at: now },
+    state: { health: "ok", refresh_count: 0, rotation_count: 0 },
+    created_at: now, updated_at: now,
+  };
+  require("node:fs").writeFileSync(process.argv[1], JSON.stringify({ version: 1, record }), { mode: 0o600 });
+' "$TOKENKEEPER_HOME/connectors/smoke.json"
+[ "$("$tk" token smoke)" = "smoke-token.not-a-secret" ] || fail "token did not print the fresh token"
+[ "$("$tk" token smoke)" = "$("$tk" token smoke --min-ttl 0)" ] || fail "fast path and full CLI disagree on token"
+[ "$("$tk" headers smoke)" = "$("$tk" headers smoke --min-ttl 0)" ] || fail "fast path and full CLI disagree on headers"
+[ "$("$tk" token smoke --json)" = "$("$tk" token smoke --json --min-ttl 0)" ] || fail "fast path and full CLI disagree on token --json"
+rm "$TOKENKEEPER_HOME/connectors/smoke.json"
+
 # The configuration a desktop client gets names node and the installed script by absolute path.
 config="$("$tk" proxy some-server --print-config --client claude-desktop --json 2>/dev/null)"
 node -e '
