@@ -43,6 +43,3 @@ export function childEnv(base: NodeJS.ProcessEnv, options: ChildEnvOptions = {})
   if (store !== undefined && storeUrlHasPassword(store)) delete env.TOKENKEEPER_STORE;
   return env;
 }
-
-/** The names childEnv() always removes, for documentation and tests. */
-export const STRIPPED_ENV = SECRET_VARIABLES;
