@@ -25,6 +25,7 @@ import { isB64Token } from "../oauth/token-response.js";
 import { privacyProblem } from "../store/privacy.js";
 import { defaultStateDir } from "../store/state-dir.js";
 import { storeKindOf } from "../store/store-url.js";
+import { tokenOutput } from "./token-output.js";
 import { VERSION } from "./version.js";
 
 interface Request {
@@ -120,14 +121,12 @@ export function fastAnswer(
     if (freshnessOf(record, clock.now(), effective, DEFAULT_VIEW_POLICY) !== "fresh") return null;
     const value = tokens.accessToken.reveal();
     if (!isB64Token(value)) return null;
-    if (req.command === "headers") return `${JSON.stringify({ Authorization: `Bearer ${value}` })}\n`;
-    if (!req.json) return `${value}\n`;
-    return `${JSON.stringify({
+    return tokenOutput(req.command, req.json, {
       connector: req.name,
-      access_token: value,
-      token_type: tokens.tokenType,
-      expires_at: tokens.expiresAt === null ? null : new Date(tokens.expiresAt).toISOString(),
-    })}\n`;
+      accessToken: value,
+      tokenType: tokens.tokenType,
+      expiresAt: tokens.expiresAt,
+    });
   } catch {
     return null;
   }

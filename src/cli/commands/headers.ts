@@ -9,6 +9,7 @@
 import { EXIT } from "../../core/errors.js";
 import { scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
+import { tokenOutput } from "../token-output.js";
 import { cliAccessToken, parseTokenArgs, printableToken, TOKEN_HELP } from "../token-source.js";
 
 const USAGE = `Usage: tokenkeeper headers NAME [--min-ttl DURATION] [options]
@@ -31,9 +32,8 @@ export const headersCommand = scheduledCommand({
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
   const { name, minTtlMs, flags } = parseTokenArgs(args);
-  // The output is JSON already (Claude Code reads it); --json changes nothing.
-  const { token } = await cliAccessToken(name, minTtlMs, flags, ctx);
-  // RFC 6750 §2.1: the Bearer scheme; the token is all the value holds.
-  ctx.stdout.write(`${JSON.stringify({ Authorization: `Bearer ${printableToken(token, name)}` })}\n`);
+  const { token, tokenType, expiresAt } = await cliAccessToken(name, minTtlMs, flags, ctx);
+  const accessToken = printableToken(token, name);
+  ctx.stdout.write(tokenOutput("headers", false, { connector: name, accessToken, tokenType, expiresAt }));
   return EXIT.ok;
 }

@@ -23,6 +23,7 @@ import { EXIT } from "../../core/errors.js";
 import { scheduledCommand } from "../args.js";
 import type { CliContext } from "../context.js";
 import { readRejectedToken } from "../rejected-token.js";
+import { tokenOutput } from "../token-output.js";
 import { cliAccessToken, parseTokenArgs, printableToken, TOKEN_HELP } from "../token-source.js";
 
 const USAGE = `Usage: tokenkeeper token NAME [--min-ttl DURATION] [--rejected] [options]
@@ -56,16 +57,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     ctx,
     rejected ? { rejected: await readRejectedToken(ctx) } : {},
   );
-  if (json) {
-    // The one JSON dialect (snake_case, ISO-8601 UTC), and the shape of the run endpoint's answer.
-    ctx.stdout.write(
-      `${JSON.stringify({
-        connector: name,
-        access_token: printableToken(token, name),
-        token_type: tokenType,
-        expires_at: expiresAt === null ? null : new Date(expiresAt).toISOString(),
-      })}\n`,
-    );
-  } else ctx.stdout.write(`${printableToken(token, name)}\n`);
+  const accessToken = printableToken(token, name);
+  ctx.stdout.write(tokenOutput("token", json, { connector: name, accessToken, tokenType, expiresAt }));
   return EXIT.ok;
 }
