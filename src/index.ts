@@ -32,6 +32,7 @@ export type { ConnectorRecord, ConnectorSettings, ConnectorState, TokenSet } fro
 export { redact, Secret } from "./core/secret.js";
 export type { EventListener, TokenkeeperEvent } from "./manager/events.js";
 export type { Keeper, KeeperEnd, KeeperOptions, KeeperReport } from "./manager/keeper.js";
+export { type LoginRequest, type LoginResult, login } from "./manager/login.js";
 export { freshness, refreshWindowMs } from "./manager/refresh-policy.js";
 export {
   type AccessToken,
@@ -44,7 +45,6 @@ export type { NewLogin, Reauth } from "./manager/transitions.js";
 export { type ConnectorView, coversView, viewOf } from "./manager/view.js";
 export { discover } from "./oauth/discovery.js";
 export type { FetchLike } from "./oauth/http.js";
-export { type LoginRequest, type LoginResult, login } from "./oauth/login.js";
 export { revokeGrant } from "./oauth/revocation.js";
 export { parseInsufficientScope } from "./oauth/www-authenticate.js";
 export { FileStore, type FileStoreOptions } from "./store/file-store.js";

@@ -17,7 +17,7 @@ import {
   TokenkeeperError,
   TransientError,
 } from "../core/errors.js";
-import type { ConnectorRecord, TokenSet } from "../core/record.js";
+import type { ConnectorRecord, ConnectorSettings, TokenSet } from "../core/record.js";
 import type { Secret } from "../core/secret.js";
 import type { FetchLike } from "../oauth/http.js";
 import {
@@ -32,6 +32,7 @@ import { updateRecord } from "../store/update.js";
 import { EventHub, type EventListener, type TokenkeeperEvent } from "./events.js";
 import { expiredOnArrivalError } from "./expired-on-arrival.js";
 import { type Keeper, type KeeperOptions, startKeeper } from "./keeper.js";
+import { saveLogin, saveLoginWith } from "./login-save.js";
 import { reauthErrorFromRecord } from "./reauth.js";
 import {
   backoffDelayMs,
@@ -54,6 +55,7 @@ import {
   recordFailure,
   releaseNotice,
   sameRefreshToken,
+  withSettings,
 } from "./transitions.js";
 import {
   achievableMinTtl,
@@ -376,15 +378,66 @@ export class TokenManager {
   }
 
   /**
-   * Saves what a login produced (e.g. through the MCP SDK's auth flow) on top of whatever the
-   * store holds now (compare-and-set), then forgets the cached record. `build` gets the current
-   * record and returns the new tokens (see transitions.afterLogin).
+   * Saves what a login produced through the MCP SDK's auth flow: `build` gets the record the
+   * store holds now and returns the new tokens (see transitions.afterLogin). The same write as
+   * every other login (login-save.ts: under the refresh lock, compare-and-set, rebuilt on
+   * conflict), then the cached record is forgotten.
    */
-  async saveLogin(connector: string, build: (current: ConnectorRecord) => NewLogin): Promise<void> {
-    await updateRecord(this.store, connector, (current) =>
-      afterLogin(current, build(current), this.clock.now()),
+  async saveLogin(
+    connector: string,
+    build: (current: ConnectorRecord) => NewLogin,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    try {
+      await saveLoginWith(
+        this.store,
+        connector,
+        (current) => {
+          if (!current) throw new NotFoundError(connector, this.store.location);
+          return afterLogin(current, build(current), this.clock.now());
+        },
+        undefined,
+        { clock: this.clock, ...(options.signal ? { signal: options.signal } : {}) },
+      );
+    } finally {
+      this.invalidate(connector);
+    }
+  }
+
+  /**
+   * Saves a login's complete record (an imported authorization, a login made elsewhere), merged
+   * with whatever the store holds now (transitions.mergeLogin, written as login-save.ts says).
+   * `expectedVersion`: the version the login started from, null when there was no connector.
+   */
+  async saveLoginRecord(
+    fresh: ConnectorRecord,
+    expectedVersion: number | null,
+    options: { signal?: AbortSignal; note?: (line: string) => void } = {},
+  ): Promise<StoredRecord> {
+    try {
+      const saved = await saveLogin(this.store, fresh, expectedVersion, { clock: this.clock, ...options });
+      this.#remember(saved);
+      return saved;
+    } catch (error) {
+      this.invalidate(fresh.name);
+      throw error;
+    }
+  }
+
+  /**
+   * Changes the connector's own settings (manager/settings.ts) on its latest record,
+   * compare-and-set (transitions.withSettings): a rotation meanwhile is never rolled back.
+   * NotFoundError when the connector does not exist. Returns the settings as saved.
+   */
+  async updateSettings(
+    connector: string,
+    change: (settings: ConnectorSettings) => ConnectorSettings,
+  ): Promise<ConnectorSettings> {
+    const updated = await updateRecord(this.store, connector, (current) =>
+      withSettings(current, change, this.clock.now()),
     );
-    this.invalidate(connector);
+    this.#remember(updated!);
+    return updated!.record.settings;
   }
 
   /**

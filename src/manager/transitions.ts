@@ -5,7 +5,7 @@
  * the shape into skip records, JSON-RPC errors and exit codes. No I/O, time is a parameter.
  */
 import { type ReauthReason, ReauthRequiredError, type TokenkeeperError } from "../core/errors.js";
-import type { ClientRegistration, ConnectorRecord, TokenSet } from "../core/record.js";
+import type { ClientRegistration, ConnectorRecord, ConnectorSettings, TokenSet } from "../core/record.js";
 import type { TokenkeeperEvent } from "./events.js";
 
 /** The command a human runs to fix a connector (part of the reauth shape). */
@@ -192,6 +192,54 @@ export function afterLogin(current: ConnectorRecord, login: NewLogin, now: numbe
     state,
     updatedAt: now,
   };
+}
+
+/**
+ * A login's record (`fresh`) laid over what the store holds now. The person may spend minutes in
+ * the browser while other processes keep writing the connector (a keepalive refreshing the old
+ * grant, a notifier marking state), so a login never simply replaces the record:
+ *
+ *   - the login's own results win: server, client, scope, grant, tokens, and a fresh health state
+ *     (the new grant is healthy; a reauth mark or notification stamp of the old grant is over);
+ *   - what is not the login's to decide is kept from the current record: settings (someone may
+ *     have changed them meanwhile), history counters (refreshes of the old grant happened), the
+ *     creation time, and a clock-skew measurement when the login made none.
+ */
+export function mergeLogin(fresh: ConnectorRecord, current: ConnectorRecord | null): ConnectorRecord {
+  if (!current) return fresh;
+  const skew =
+    fresh.state.clockSkewMs === undefined && current.state.clockSkewMs !== undefined
+      ? {
+          clockSkewMs: current.state.clockSkewMs,
+          ...(current.state.clockSkewMeasuredAt !== undefined
+            ? { clockSkewMeasuredAt: current.state.clockSkewMeasuredAt }
+            : {}),
+        }
+      : {};
+  return {
+    ...fresh,
+    state: {
+      ...fresh.state,
+      refreshCount: Math.max(fresh.state.refreshCount, current.state.refreshCount),
+      rotationCount: Math.max(fresh.state.rotationCount, current.state.rotationCount),
+      ...skew,
+    },
+    settings: current.settings,
+    createdAt: current.createdAt,
+  };
+}
+
+/**
+ * The record with its settings changed (`tokenkeeper config`): tokens and state stay as the
+ * current record has them, so a change applied onto the latest record never rolls back a
+ * rotation that happened meanwhile.
+ */
+export function withSettings(
+  current: ConnectorRecord,
+  change: (settings: ConnectorSettings) => ConnectorSettings,
+  now: number,
+): ConnectorRecord {
+  return { ...current, settings: change(current.settings), updatedAt: now };
 }
 
 /** The record fields that mark a notification as sent, once per occasion. */

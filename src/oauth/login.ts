@@ -1,7 +1,9 @@
 /**
  * The one human step, done right: discover, choose a scope and a client identity, run the
- * chosen flow, and store a complete ConnectorRecord — or store nothing at all. Everything the
- * token manager later needs unattended (metadata, registration, tokens) is in that record.
+ * chosen flow, and build a complete ConnectorRecord. Everything the token manager later needs
+ * unattended (metadata, registration, tokens) is in that record. Saving it is the manager's
+ * (manager/login.ts: login = authorize + the manager's login write); this module only reads the
+ * store, to reuse what an earlier login of the same connector registered.
  */
 import type { Clock } from "../core/clock.js";
 import { formatDuration } from "../core/duration.js";
@@ -23,7 +25,6 @@ import { probeClient } from "./client-probe.js";
 import { assertDeviceFlowSupported, type DevicePrompt, deviceLogin } from "./device-login.js";
 import { canonicalServerUri, type DiscoveryDeps, type DiscoveryResult, discover } from "./discovery.js";
 import { type FetchLike, httpDepsOf } from "./http.js";
-import { saveLogin } from "./login-save.js";
 import {
   CALLBACK_PATH,
   type CallbackHost,
@@ -114,6 +115,16 @@ export interface LoginResult {
   record: ConnectorRecord;
   version: number;
   summary: LoginSummary;
+  discovery: DiscoveryResult;
+}
+
+/** What a human authorized, not yet saved. */
+export interface Authorization {
+  /** The complete record the login built (tokens, client, server). */
+  record: ConnectorRecord;
+  /** The stored version the login started from; null when the connector was new. */
+  expectedVersion: number | null;
+  replacedExisting: boolean;
   discovery: DiscoveryResult;
 }
 
@@ -258,7 +269,8 @@ function grantFor(flow: LoginFlow): GrantKind {
   return flow === "browser" ? "authorization_code" : flow === "device" ? "device_code" : "client_credentials";
 }
 
-export async function login(request: LoginRequest, deps: LoginDeps): Promise<LoginResult> {
+/** Runs the login up to a complete record, and writes nothing (manager/login.ts saves it). */
+export async function authorize(request: LoginRequest, deps: LoginDeps): Promise<Authorization> {
   const mcpUrl = canonicalServerUri(request.mcpUrl);
   const name = request.name ?? defaultConnectorName(mcpUrl);
   assertConnectorName(name);
@@ -484,16 +496,10 @@ export async function login(request: LoginRequest, deps: LoginDeps): Promise<Log
       },
       updatedAt: deps.clock.now(),
     };
-    // Merged with whatever was written while the person was in the browser (login-save.ts).
-    const saved = await saveLogin(deps.store, record, existing?.version ?? null, {
-      clock: deps.clock,
-      ...(deps.signal ? { signal: deps.signal } : {}),
-      ...(deps.note ? { note: deps.note } : {}),
-    });
     return {
-      record: saved.record,
-      version: saved.version,
-      summary: summarize(saved.record, Boolean(existing)),
+      record,
+      expectedVersion: existing?.version ?? null,
+      replacedExisting: Boolean(existing),
       discovery,
     };
   } finally {

@@ -13,7 +13,7 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { systemClock } from "../../src/core/clock.js";
 import type { TokenSet } from "../../src/core/record.js";
-import { login } from "../../src/oauth/login.js";
+import { login } from "../../src/manager/login.js";
 import { IMPORT_EXPIRY_MARGIN_MS, mcpRemoteServerHash } from "../../src/oauth/mcp-remote-import.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { startTestBed, type TestBed } from "../bed/index.js";

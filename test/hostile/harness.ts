@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { systemClock } from "../../src/core/clock.js";
 import type { ConnectorRecord } from "../../src/core/record.js";
-import { login } from "../../src/oauth/login.js";
+import { login } from "../../src/manager/login.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { Store } from "../../src/store/types.js";
 import { updateRecord } from "../../src/store/update.js";

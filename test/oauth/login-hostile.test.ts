@@ -7,7 +7,7 @@ import { after, describe, it } from "node:test";
 import { inspect } from "node:util";
 import { systemClock } from "../../src/core/clock.js";
 import { TokenkeeperError } from "../../src/core/errors.js";
-import { type LoginDeps, login } from "../../src/oauth/login.js";
+import { type LoginDeps, login } from "../../src/manager/login.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { followAuthorization } from "../support/browser-agent.js";
 import { type FakeOAuth, type FakeOAuthOptions, startFakeOAuth } from "./stub-servers.js";

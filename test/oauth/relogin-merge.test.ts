@@ -14,8 +14,9 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { systemClock } from "../../src/core/clock.js";
 import type { ConnectorRecord } from "../../src/core/record.js";
-import { type LoginDeps, login } from "../../src/oauth/login.js";
-import { mergeLoginRecord, saveLogin } from "../../src/oauth/login-save.js";
+import { type LoginDeps, login } from "../../src/manager/login.js";
+import { saveLogin } from "../../src/manager/login-save.js";
+import { mergeLogin } from "../../src/manager/transitions.js";
 import { refreshGrant } from "../../src/oauth/token-endpoint.js";
 import { FileStore } from "../../src/store/file-store.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
@@ -121,7 +122,7 @@ describe("re-login merges with concurrent writes", () => {
       ...makeRecord("m", {}, now),
       state: { health: "ok", refreshCount: 0, rotationCount: 0 },
     };
-    const merged = mergeLoginRecord(fresh, current);
+    const merged = mergeLogin(fresh, current);
     assert.equal(merged.tokens, fresh.tokens);
     assert.equal(merged.client, fresh.client);
     assert.equal(merged.server, fresh.server);
@@ -134,7 +135,7 @@ describe("re-login merges with concurrent writes", () => {
       clockSkewMs: 250,
       clockSkewMeasuredAt: now - 5_000,
     });
-    assert.equal(mergeLoginRecord(fresh, null), fresh);
+    assert.equal(mergeLogin(fresh, null), fresh);
   });
 
   it("a lock release that fails after the write does not turn the saved login into an error", async () => {

@@ -28,8 +28,8 @@ import {
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
 import type { OAuthClientInformationFull, OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js";
 import { systemClock } from "../../src/core/clock.js";
+import { login } from "../../src/manager/login.js";
 import { discover } from "../../src/oauth/discovery.js";
-import { login } from "../../src/oauth/login.js";
 import { revokeGrant } from "../../src/oauth/revocation.js";
 import { refreshGrant } from "../../src/oauth/token-endpoint.js";
 import { MemoryStore } from "../../src/store/memory-store.js";

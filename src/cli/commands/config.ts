@@ -1,12 +1,13 @@
 /**
  * `tokenkeeper config NAME [KEY [VALUE | --unset]]`: show or change a connector's own settings
- * (the table in manager/settings.ts). The change is a compare-and-set merge onto the latest
- * record, so it never rolls back a token rotation that happens meanwhile.
+ * (the table in manager/settings.ts). The token manager makes the change (updateSettings): a
+ * compare-and-set merge onto the latest record, so it never rolls back a token rotation that
+ * happens meanwhile.
  */
-import { EXIT, NotFoundError } from "../../core/errors.js";
+import { EXIT } from "../../core/errors.js";
 import { assertConnectorName, type ConnectorSettings } from "../../core/record.js";
 import { SETTINGS, settingSpec, settingsLines, settingsView } from "../../manager/settings.js";
-import { updateRecord } from "../../store/update.js";
+import { TokenManager } from "../../manager/token-manager.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
 import type { CliContext } from "../context.js";
 import { writeLine, writeWireJson } from "../output.js";
@@ -58,20 +59,11 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   if (spec && value !== undefined) spec.set({}, value);
 
   const store = await openCliStore(values.store, ctx);
+  const manager = new TokenManager({ store, clock: ctx.clock });
   try {
-    let settings: ConnectorSettings;
-    if (change) {
-      const saved = await updateRecord(store, name, (r) => ({
-        ...r,
-        settings: change(r.settings),
-        updatedAt: ctx.clock.now(),
-      }));
-      settings = saved!.record.settings;
-    } else {
-      const stored = await store.get(name);
-      if (!stored) throw new NotFoundError(name, store.location);
-      settings = stored.record.settings;
-    }
+    const settings: ConnectorSettings = change
+      ? await manager.updateSettings(name, change)
+      : (await manager.record(name)).settings;
     if (values.json) writeWireJson(ctx, { connector: name, settings: settingsView(settings) });
     else {
       if (spec) writeLine(ctx.stdout, `${value === undefined ? "Unset" : "Set"} ${spec.key} of "${name}".`);
@@ -79,6 +71,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     }
     return EXIT.ok;
   } finally {
+    await manager.close();
     await store.close();
   }
 }

@@ -8,6 +8,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, EXIT } from "../../core/errors.js";
 import { assertConnectorName } from "../../core/record.js";
+import { TokenManager } from "../../manager/token-manager.js";
 import { discover } from "../../oauth/discovery.js";
 import { defaultConnectorName, summarize } from "../../oauth/login.js";
 import {
@@ -73,6 +74,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   const files = await findFiles(base, serverUrl, hash);
 
   const store = await openCliStore(values.store, ctx);
+  const manager = new TokenManager({ store, clock: ctx.clock });
   try {
     if (await store.get(name))
       throw new ConfigError(
@@ -85,8 +87,9 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
       signal: ctx.signal,
     });
     const record = recordFromMcpRemote({ name, files, discovery, now: ctx.clock.now() });
-    await store.put(name, record, null);
-    const summary = summarize(record, false);
+    // Saved like any login (under the refresh lock, merged if one landed meanwhile).
+    const saved = await manager.saveLoginRecord(record, null, { signal: ctx.signal });
+    const summary = summarize(saved.record, false);
     const warnings = [
       ...summary.warnings,
       `stop using mcp-remote for ${serverUrl} (use \`tokenkeeper proxy ${name}\`): two holders of one refresh token make a rotating server revoke the grant`,
@@ -101,6 +104,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     for (const warning of warnings) writeLine(ctx.stderr, `WARNING: ${warning}`);
     return EXIT.ok;
   } finally {
+    await manager.close();
     await store.close();
   }
 }

@@ -326,7 +326,7 @@ async function browserSignIn(
 ): Promise<void> {
   if (record.grant !== "authorization_code")
     throw new ConfigError(`connector "${record.name}" does not sign in with a browser (${record.grant})`);
-  const { login } = await import("../../oauth/login.js");
+  const { login } = await import("../../manager/login.js");
   const { openBrowser } = await import("../../oauth/open-browser.js");
   const say = (line: string) => ctx.stderr.write(`tokenkeeper proxy: ${line}\n`);
   await login(
