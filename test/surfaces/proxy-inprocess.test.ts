@@ -4,10 +4,7 @@
  * refreshed ahead; nothing the proxy holds grows with the number of messages.
  */
 import assert from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { ManualClock } from "../../src/core/clock.js";
 import {
   DEFAULT_REFRESH_AHEAD_MS,
@@ -16,20 +13,16 @@ import {
 } from "../../src/manager/refresh-policy.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
-import { type ProxyHandle, startProxy } from "../../src/surfaces/proxy/proxy.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { connectTestBed } from "../support/connect.js";
+import { type InProcessProxy, startInProcessProxy } from "../support/in-process-proxy.js";
 import { textOf } from "./proxy-harness.js";
 
-interface InProcess {
-  client: Client;
-  proxy: ProxyHandle;
+interface InProcess extends InProcessProxy {
   clock: ManualClock;
   manager: TokenManager;
   /** The manager's token requests now in flight (real HTTP to the bed). */
   requests: { inFlight: number };
-  logs: string[];
-  stop(): Promise<void>;
 }
 
 /**
@@ -58,34 +51,11 @@ async function inProcess(bed: TestBed): Promise<InProcess> {
     }
   };
   const manager = new TokenManager({ store, clock, fetch: countingFetch });
-  const toProxy = new PassThrough();
-  const fromProxy = new PassThrough();
-  const logs: string[] = [];
-  const proxy = startProxy({
-    manager,
-    resolve: async () => ({ connector: "bed", url: bed.mcpUrl }),
-    stdin: toProxy,
-    stdout: fromProxy,
-    log: (line) => logs.push(line),
-    clock,
-  });
-  // The SDK's stdio transport is symmetric: on the client side it reads the proxy's stdout.
-  const client = new Client({ name: "in-process", version: "1.0.0" });
-  await client.connect(new StdioServerTransport(fromProxy, toProxy));
-  return {
-    client,
-    proxy,
-    clock,
-    manager,
-    requests,
-    logs,
-    async stop() {
-      toProxy.end();
-      await proxy.done;
-      await client.close();
-      await manager.close();
-    },
-  };
+  const proxy = await startInProcessProxy(
+    { manager, resolve: async () => ({ connector: "bed", url: bed.mcpUrl }), clock },
+    "in-process",
+  );
+  return { ...proxy, clock, manager, requests };
 }
 
 /**

@@ -6,19 +6,17 @@
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { PassThrough } from "node:stream";
 import { after, describe, it } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { systemClock } from "../../src/core/clock.js";
 import { Secret } from "../../src/core/secret.js";
 import { TokenManager } from "../../src/manager/token-manager.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
-import { startProxy } from "../../src/surfaces/proxy/proxy.js";
 import { makeRecord, makeTokens } from "../support/fixtures.js";
+import { startInProcessProxy } from "../support/in-process-proxy.js";
 
 interface StatelessServer {
   url: string;
@@ -111,32 +109,28 @@ async function startStatelessServer(
 
 async function proxyFor(upstream: StatelessServer, store: MemoryStore, open = false) {
   const manager = new TokenManager({ store, clock: systemClock });
-  const toProxy = new PassThrough();
-  const fromProxy = new PassThrough();
-  const logs: string[] = [];
-  const proxy = startProxy({
-    manager,
-    resolve: async () =>
-      open
-        ? { connector: upstream.url, url: upstream.url, open: true }
-        : { connector: "interop", url: upstream.url },
-    stdin: toProxy,
-    stdout: fromProxy,
-    log: (line) => logs.push(line),
-    clock: systemClock,
-  });
-  const client = new Client({ name: "interop", version: "1.0.0" });
-  await client.connect(new StdioServerTransport(fromProxy, toProxy));
-  return {
-    client,
-    logs,
-    async stop() {
-      toProxy.end();
-      await proxy.done;
-      await client.close();
-      await manager.close();
+  return startInProcessProxy(
+    {
+      manager,
+      resolve: async () =>
+        open
+          ? { connector: upstream.url, url: upstream.url, open: true }
+          : { connector: "interop", url: upstream.url },
+      clock: systemClock,
     },
-  };
+    "interop",
+  );
+}
+
+/** Calls `admin`, which needs the write scope the grant lacks: the proxy's refusal, "a person must act" (-32030). */
+async function refusedAdmin(client: Client): Promise<{ action: string; reason: string }> {
+  const refused = await client.callTool({ name: "admin", arguments: {} }).then(
+    () => assert.fail("admin needs the write scope"),
+    (error: unknown) => error,
+  );
+  assert.ok(refused instanceof McpError);
+  assert.equal(refused.code, -32030);
+  return refused.data as { action: string; reason: string };
 }
 
 /** The command a person is told to run: login, this server, this connector, the scope asked for (however quoted). */
@@ -172,13 +166,18 @@ describe("proxy interop with stateless servers", () => {
   const servers: StatelessServer[] = [];
   after(async () => Promise.all(servers.map((s) => s.close())));
 
-  it("a 404 to the GET stream without a session id is 'no stream', not 'session gone'", async () => {
-    const upstream = await startStatelessServer();
+  /** A stateless server, and the proxy in front of it with a stored token that holds only the `read` scope. */
+  async function readOnlyProxy(options?: { stepUpStatus?: 401 | 403 }) {
+    const upstream = await startStatelessServer(options);
     servers.push(upstream);
     upstream.grants.set("token-read", ["read"]);
     const store = new MemoryStore();
     await store.put("interop", connectorFor(upstream, "token-read", "read"), null);
-    const p = await proxyFor(upstream, store);
+    return { upstream, store, p: await proxyFor(upstream, store) };
+  }
+
+  it("a 404 to the GET stream without a session id is 'no stream', not 'session gone'", async () => {
+    const { upstream, p } = await readOnlyProxy();
     try {
       for (let i = 0; i < 20; i++) {
         const result = await p.client.callTool({ name: "echo", arguments: {} });
@@ -218,21 +217,10 @@ describe("proxy interop with stateless servers", () => {
   });
 
   it("a 401 naming a scope the grant lacks: one refresh, then the login command with that scope", async () => {
-    const upstream = await startStatelessServer({ stepUpStatus: 401 });
-    servers.push(upstream);
-    upstream.grants.set("token-read", ["read"]);
-    const store = new MemoryStore();
-    await store.put("interop", connectorFor(upstream, "token-read", "read"), null);
-    const p = await proxyFor(upstream, store);
+    const { upstream, p } = await readOnlyProxy({ stepUpStatus: 401 });
     try {
       assert.equal((await p.client.callTool({ name: "echo", arguments: {} })).isError, undefined);
-      const refused = await p.client.callTool({ name: "admin", arguments: {} }).then(
-        () => assert.fail("admin needs the write scope"),
-        (error: unknown) => error,
-      );
-      assert.ok(refused instanceof McpError);
-      assert.equal(refused.code, -32030);
-      const data = refused.data as { action: string };
+      const data = await refusedAdmin(p.client);
       assertLoginAction(data.action, upstream.url);
       assert.equal(upstream.counts.forbidden, 2, "the old token, then the refreshed one: no loop");
     } finally {
@@ -241,21 +229,10 @@ describe("proxy interop with stateless servers", () => {
   });
 
   it("step-up: the login command with the scope asked for, then the new token is used at once", async () => {
-    const upstream = await startStatelessServer();
-    servers.push(upstream);
-    upstream.grants.set("token-read", ["read"]);
-    const store = new MemoryStore();
-    await store.put("interop", connectorFor(upstream, "token-read", "read"), null);
-    const p = await proxyFor(upstream, store);
+    const { upstream, store, p } = await readOnlyProxy();
     try {
       assert.equal((await p.client.callTool({ name: "echo", arguments: {} })).isError, undefined);
-      const refused = await p.client.callTool({ name: "admin", arguments: {} }).then(
-        () => assert.fail("admin needs the write scope"),
-        (error: unknown) => error,
-      );
-      assert.ok(refused instanceof McpError);
-      assert.equal(refused.code, -32030);
-      const data = refused.data as { action: string; reason: string };
+      const data = await refusedAdmin(p.client);
       assert.equal(data.reason, "insufficient_scope");
       assertLoginAction(data.action, upstream.url);
       // Other calls keep working.
