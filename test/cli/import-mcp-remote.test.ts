@@ -49,6 +49,23 @@ async function loadMcpRemote(): Promise<McpRemoteModule> {
   throw new Error("mcp-remote's provider module was not found");
 }
 
+/**
+ * An authorization laid out by hand as an mcp-remote release writes it: `<hash>_client_info.json`
+ * and `<hash>_tokens.json` in its per-version directory `dir`. Returns the tokens file's path.
+ */
+async function writeMcpRemoteFiles(
+  dir: string,
+  hash: string,
+  clientInfo: Record<string, unknown>,
+  tokens: Record<string, unknown>,
+): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, `${hash}_client_info.json`), JSON.stringify(clientInfo));
+  const tokensFile = join(dir, `${hash}_tokens.json`);
+  await writeFile(tokensFile, JSON.stringify(tokens));
+  return tokensFile;
+}
+
 let bed: TestBed;
 let mcpAuth: string;
 let mcpRemote: McpRemoteModule;
@@ -179,22 +196,16 @@ describe("import mcp-remote", () => {
 
   it("older releases: a per-version directory and only expires_in, counted conservatively from the file's time", async () => {
     const base = join(mcpAuth, "older");
-    const dir = join(base, "mcp-remote-0.1.29");
-    await mkdir(dir, { recursive: true });
-    const hash = mcpRemoteServerHash(bed.mcpUrl);
-    await writeFile(
-      join(dir, `${hash}_client_info.json`),
-      JSON.stringify({ client_id: issued.clientId, redirect_uris: [issued.redirectUri] }),
-    );
-    const tokensFile = join(dir, `${hash}_tokens.json`);
-    await writeFile(
-      tokensFile,
-      JSON.stringify({
+    const tokensFile = await writeMcpRemoteFiles(
+      join(base, "mcp-remote-0.1.29"),
+      mcpRemoteServerHash(bed.mcpUrl),
+      { client_id: issued.clientId, redirect_uris: [issued.redirectUri] },
+      {
         access_token: "opaque-legacy-token",
         token_type: "bearer",
         expires_in: 600,
         refresh_token: "legacy-refresh",
-      }),
+      },
     );
     const writtenAt = Math.floor(Date.now() / 1000) * 1000 - 100_000;
     await utimes(tokensFile, writtenAt / 1000, writtenAt / 1000);
@@ -211,17 +222,13 @@ describe("import mcp-remote", () => {
 
   it("--hash names files written under options that change mcp-remote's hash", async () => {
     const base = join(mcpAuth, "hashed");
-    const dir = join(base, "mcp-remote-v1");
-    await mkdir(dir, { recursive: true });
     // mcp-remote run with --header: the hash covers the URL and the headers.
     const hash = mcpRemoteServerHash(bed.mcpUrl, [JSON.stringify({ "X-Team": "a" })]);
-    await writeFile(
-      join(dir, `${hash}_client_info.json`),
-      JSON.stringify({ client_id: issued.clientId, redirect_uris: [issued.redirectUri] }),
-    );
-    await writeFile(
-      join(dir, `${hash}_tokens.json`),
-      JSON.stringify({ access_token: "opaque-hashed-token", token_type: "Bearer", expires_in: 600 }),
+    await writeMcpRemoteFiles(
+      join(base, "mcp-remote-v1"),
+      hash,
+      { client_id: issued.clientId, redirect_uris: [issued.redirectUri] },
+      { access_token: "opaque-hashed-token", token_type: "Bearer", expires_in: 600 },
     );
     const missing = await cli.run([
       "import",
@@ -252,16 +259,11 @@ describe("import mcp-remote", () => {
 
   it("refuses files that do not validate, and stores nothing", async () => {
     const base = join(mcpAuth, "broken");
-    const dir = join(base, "mcp-remote-v1");
-    await mkdir(dir, { recursive: true });
-    const hash = mcpRemoteServerHash(bed.mcpUrl);
-    await writeFile(
-      join(dir, `${hash}_client_info.json`),
-      JSON.stringify({ client_id: "x", redirect_uris: [] }),
-    );
-    await writeFile(
-      join(dir, `${hash}_tokens.json`),
-      JSON.stringify({ access_token: "mac-secret-value", token_type: "mac", expires_at: 1_800_000 }),
+    await writeMcpRemoteFiles(
+      join(base, "mcp-remote-v1"),
+      mcpRemoteServerHash(bed.mcpUrl),
+      { client_id: "x", redirect_uris: [] },
+      { access_token: "mac-secret-value", token_type: "mac", expires_at: 1_800_000 },
     );
     const r = await cli.run(["import", "mcp-remote", bed.mcpUrl, "--name", "bad", "--config-dir", base]);
     assert.equal(r.code, 78, r.stderr);
