@@ -39,6 +39,28 @@ async function expiredHome(name: string, settings?: ConnectorSettings): Promise<
   return home;
 }
 
+/**
+ * With the token endpoint failing and a 1 s token wait: once the proxy is up, the first call
+ * starts the refresh; the next is answered -32031 after about that second. Returns its time.
+ */
+async function callBoundedByOneSecond(raw: ReturnType<typeof spawnRaw>): Promise<number> {
+  await waitForStderr(raw, /proxying stdio to/);
+  await timed(raw, "initialize", INITIALIZE);
+  const call = await timed(raw, "initialize", INITIALIZE);
+  assert.equal(call.answer.error?.code, UNAVAILABLE, JSON.stringify(call.answer));
+  assert.ok(call.ms >= 800 && call.ms < 3_000, `answered after ${call.ms} ms`);
+  assert.match(call.answer.error!.message, /within 1000 ms/);
+  return call.ms;
+}
+
+/** The endpoint answers again, the proxy ends with its stdin, and its home goes. */
+async function endProxy(raw: ReturnType<typeof spawnRaw>, home: Home): Promise<void> {
+  bed.as.clearTokenEndpointFailures();
+  raw.child.stdin!.end();
+  await raw.exited;
+  await home.cleanup();
+}
+
 /** Sends a request and measures how long its answer took. */
 async function timed(
   raw: ReturnType<typeof spawnRaw>,
@@ -89,10 +111,7 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
       assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
       assert.equal(bed.as.counters.refreshTokenReuse, 0);
     } finally {
-      bed.as.clearTokenEndpointFailures();
-      raw.child.stdin!.end();
-      await raw.exited;
-      await home.cleanup();
+      await endProxy(raw, home);
     }
   });
 
@@ -101,18 +120,10 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
     bed.as.failTokenEndpoint(10_000, "slow", { delayMs: Number.POSITIVE_INFINITY });
     const raw = spawnRaw(home, "hung", [], { TOKENKEEPER_PROXY_TOKEN_WAIT: "1s" });
     try {
-      await waitForStderr(raw, /proxying stdio to/);
-      await timed(raw, "initialize", INITIALIZE);
-      const call = await timed(raw, "initialize", INITIALIZE);
-      assert.equal(call.answer.error?.code, UNAVAILABLE, JSON.stringify(call.answer));
-      assert.ok(call.ms >= 800 && call.ms < 3_000, `answered after ${call.ms} ms`);
-      assert.match(call.answer.error!.message, /within 1000 ms/);
-      t.diagnostic(`hung endpoint, token wait 1s: -32031 after ${call.ms} ms`);
+      const ms = await callBoundedByOneSecond(raw);
+      t.diagnostic(`hung endpoint, token wait 1s: -32031 after ${ms} ms`);
     } finally {
-      bed.as.clearTokenEndpointFailures();
-      raw.child.stdin!.end();
-      await raw.exited;
-      await home.cleanup();
+      await endProxy(raw, home);
     }
     assert.equal(bed.as.counters.refreshTokenReuse, 0);
   });
@@ -122,17 +133,9 @@ describe("tokenkeeper proxy: a call waits a bounded time for its token", () => {
     bed.as.failTokenEndpoint(10_000, "503");
     const raw = spawnRaw(home, "configured");
     try {
-      await waitForStderr(raw, /proxying stdio to/);
-      await timed(raw, "initialize", INITIALIZE);
-      const call = await timed(raw, "initialize", INITIALIZE);
-      assert.equal(call.answer.error?.code, UNAVAILABLE, JSON.stringify(call.answer));
-      assert.ok(call.ms >= 800 && call.ms < 3_000, `answered after ${call.ms} ms`);
-      assert.match(call.answer.error!.message, /within 1000 ms/);
+      await callBoundedByOneSecond(raw);
     } finally {
-      bed.as.clearTokenEndpointFailures();
-      raw.child.stdin!.end();
-      await raw.exited;
-      await home.cleanup();
+      await endProxy(raw, home);
     }
   });
 
