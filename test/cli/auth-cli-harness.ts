@@ -36,6 +36,8 @@ export interface Cli {
   env: NodeJS.ProcessEnv;
   run(argv: string[], extraEnv?: NodeJS.ProcessEnv, options?: RunOptions): Promise<RunResult>;
   openStore(): Promise<Store>;
+  /** The names of the connectors in this CLI's store (opened and closed for the call). */
+  storedNames(): Promise<string[]>;
   cleanup(): Promise<void>;
 }
 
@@ -83,6 +85,14 @@ export async function makeCli(baseEnv: NodeJS.ProcessEnv = {}): Promise<Cli> {
       return { code, stdout: out, stderr: err, json };
     },
     openStore: () => openStore(undefined, { env, clock: systemClock }),
+    async storedNames() {
+      const store = await openStore(undefined, { env, clock: systemClock });
+      try {
+        return await store.list();
+      } finally {
+        await store.close();
+      }
+    },
     cleanup: () => {
       // Anything a command wrote beside the token store goes on the record for the secret scan.
       recordOutputFiles(home, ["state"]);

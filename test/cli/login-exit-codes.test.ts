@@ -16,15 +16,6 @@ beforeEach(async () => {
 afterEach(() => cli.cleanup());
 after(() => Promise.all(servers.map((s) => s.close())));
 
-async function names(): Promise<string[]> {
-  const store = await cli.openStore();
-  try {
-    return await store.list();
-  } finally {
-    await store.close();
-  }
-}
-
 describe("login exit codes for failing servers", () => {
   for (const status of [500, 503, 429]) {
     it(`dynamic client registration answering ${status} exits 75 (try later)`, async () => {
@@ -52,7 +43,7 @@ describe("login exit codes for failing servers", () => {
       assert.equal(error.retry_after_ms, 30_000);
       assert.equal(registrar.requests.length, 1);
       assert.equal(fake.counts.authorizations, 0);
-      assert.deepEqual(await names(), []);
+      assert.deepEqual(await cli.storedNames(), []);
     });
   }
 
@@ -79,6 +70,6 @@ describe("login exit codes for failing servers", () => {
     assert.match(r.stderr, /response headers larger than the client accepts/);
     assert.ok(r.stderr.length < 2_000, "the header is not echoed");
     assert.equal(fake.counts.registrations, 0);
-    assert.deepEqual(await names(), []);
+    assert.deepEqual(await cli.storedNames(), []);
   });
 });

@@ -33,15 +33,6 @@ async function loginAs(name: string): Promise<ConnectorRecord> {
   }
 }
 
-async function names(): Promise<string[]> {
-  const store = await cli.openStore();
-  try {
-    return await store.list();
-  } finally {
-    await store.close();
-  }
-}
-
 describe("tokenkeeper logout", () => {
   it("--revoke revokes the refresh token at the server, which then refuses it, and removes the connector", async () => {
     const record = await loginAs("bye");
@@ -54,7 +45,7 @@ describe("tokenkeeper logout", () => {
     assert.doesNotMatch(r.stderr, /WARNING/);
     assert.ok(bed.as.counters.revocations >= 1, "the server confirms the revocation");
     await assert.rejects(refreshGrant(record, { clock: systemClock }), /invalid_grant/);
-    assert.deepEqual(await names(), []);
+    assert.deepEqual(await cli.storedNames(), []);
   });
 
   it("--json reports what was revoked", async () => {
@@ -76,7 +67,7 @@ describe("tokenkeeper logout", () => {
       /WARNING: the grant was not revoked: it may still be alive at http:\/\/127\.0\.0\.1:\d+/,
     );
     assert.equal(bed.as.counters.revocations, 0);
-    assert.deepEqual(await names(), []);
+    assert.deepEqual(await cli.storedNames(), []);
     // Indeed still alive at the server.
     const refreshed = await refreshGrant(record, { clock: systemClock });
     assert.ok(refreshed.tokens.accessToken);
@@ -113,12 +104,12 @@ describe("tokenkeeper logout", () => {
       "the refresh token (no known expiry)",
       `the access token (until ${new Date(record.tokens!.expiresAt!).toISOString()})`,
     ]);
-    assert.deepEqual(await names(), ["offline"]);
+    assert.deepEqual(await cli.storedNames(), ["offline"]);
 
     const forced = await cli.run(["logout", "offline", "--revoke", "--force"]);
     assert.equal(forced.code, 0, forced.stderr);
     assert.match(forced.stderr, /removed anyway \(--force\)/);
-    assert.deepEqual(await names(), []);
+    assert.deepEqual(await cli.storedNames(), []);
   });
 
   it("a server refusing the revocation: exits 76 and keeps the connector", async () => {
@@ -144,7 +135,7 @@ describe("tokenkeeper logout", () => {
       assert.equal(r.code, 76, r.stderr);
       assert.match(r.stdout, /Kept connector "refused"/);
       assert.match(r.stderr, /still live at the server: the refresh token/);
-      assert.deepEqual(await names(), ["refused"]);
+      assert.deepEqual(await cli.storedNames(), ["refused"]);
       // Indeed still alive at the real server.
       assert.ok((await refreshGrant(record, { clock: systemClock })).tokens.accessToken);
     } finally {
@@ -160,10 +151,10 @@ describe("tokenkeeper logout", () => {
     const r = await cli.run(["logout", "norevoke", "--revoke"]);
     assert.equal(r.code, 78);
     assert.match(r.stderr, /advertises no revocation_endpoint/);
-    assert.deepEqual(await names(), ["norevoke"]);
+    assert.deepEqual(await cli.storedNames(), ["norevoke"]);
     assert.equal((await cli.run(["logout", "norevoke", "--force"])).code, 64, "--force needs --revoke");
     assert.equal((await cli.run(["logout", "norevoke", "--revoke", "--force"])).code, 0);
-    assert.deepEqual(await names(), []);
+    assert.deepEqual(await cli.storedNames(), []);
   });
 
   it("an unknown connector exits 78, a bad name or missing name is refused", async () => {
