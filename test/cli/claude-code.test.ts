@@ -11,13 +11,10 @@ import { execFile, spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { proxyCommand } from "../../src/cli/commands/proxy.js";
-import type { CliContext } from "../../src/cli/context.js";
-import { systemClock } from "../../src/core/clock.js";
 import { updateRecord } from "../../src/store/update.js";
 import { mcpAccepts } from "../support/mcp-accepts.js";
+import { runCliInProcess } from "../support/run-cli.js";
 import { type Harness, MAIN, startHarness } from "./unattended-harness.js";
 
 /** This CLI by absolute paths, as a client with another cwd and PATH would start it. */
@@ -32,26 +29,8 @@ function claudeBin(): string | undefined {
   return found.status === 0 ? found.stdout.trim() : undefined;
 }
 
-async function printConfig(h: Harness, argv: string[]): Promise<{ code: number; stdout: string }> {
-  const out = new PassThrough();
-  let stdout = "";
-  out.on("data", (c: Buffer) => {
-    stdout += c.toString();
-  });
-  const err = new PassThrough();
-  err.resume();
-  const ctx: CliContext = {
-    env: h.env,
-    stdout: out,
-    stderr: err,
-    stdin: new PassThrough(),
-    clock: systemClock,
-    signal: new AbortController().signal,
-    interactive: false,
-    self: SELF,
-  };
-  const code = await proxyCommand.run(argv, ctx);
-  return { code, stdout };
+function printConfig(h: Harness, argv: string[]): Promise<{ code: number; stdout: string }> {
+  return runCliInProcess(["proxy", ...argv], { env: h.env, self: SELF });
 }
 
 function sh(command: string, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -13,6 +13,8 @@ export interface InProcessOptions {
   interactive?: boolean;
   /** Sees stderr as it is written (e.g. to read a device code while login waits). */
   onStderr?: (textSoFar: string) => void;
+  /** How the CLI names itself in the configurations it prints (CliContext.self). */
+  self?: CliContext["self"];
 }
 
 export async function runCliInProcess(
@@ -38,6 +40,7 @@ export async function runCliInProcess(
     clock: options.clock ?? systemClock,
     signal: options.signal ?? new AbortController().signal,
     interactive: options.interactive ?? false,
+    ...(options.self ? { self: options.self } : {}),
   };
   const code = await main(argv, ctx);
   recordCliRun(argv, out, err, "in-process");

@@ -3,12 +3,9 @@
  * body watcher, header flags and the configuration snippets.
  */
 import assert from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { parseHeaders, proxyCommand } from "../../src/cli/commands/proxy.js";
-import type { CliContext } from "../../src/cli/context.js";
-import { systemClock } from "../../src/core/clock.js";
+import { parseHeaders } from "../../src/cli/commands/proxy.js";
 import { ConfigError, ReauthRequiredError } from "../../src/core/errors.js";
 import { watchBody } from "../../src/surfaces/proxy/body.js";
 import { configSnippet } from "../../src/surfaces/proxy/config.js";
@@ -19,6 +16,7 @@ import {
   PROXY_ERROR,
 } from "../../src/surfaces/proxy/errors.js";
 import { PendingRequests } from "../../src/surfaces/proxy/pending.js";
+import { runCliInProcess } from "../support/run-cli.js";
 
 const where = "https://mcp.example.test/mcp";
 
@@ -146,25 +144,9 @@ describe("proxy flags and configuration", () => {
   });
 
   it("--print-config --json prints the snippets for a connector", async () => {
-    const out = new PassThrough();
-    const err = new PassThrough();
-    let stdout = "";
-    out.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
-    err.resume();
-    const ctx: CliContext = {
-      env: { TOKENKEEPER_STORE: "file:///nonexistent/tokenkeeper-test-store" },
-      stdout: out,
-      stderr: err,
-      stdin: new PassThrough(),
-      clock: systemClock,
-      signal: new AbortController().signal,
-      interactive: false,
-    };
-    const code = await proxyCommand.run(
-      ["work", "--print-config", "--json", "--client", "cursor", "--transport", "sse"],
-      ctx,
+    const { code, stdout } = await runCliInProcess(
+      ["proxy", "work", "--print-config", "--json", "--client", "cursor", "--transport", "sse"],
+      { env: { TOKENKEEPER_STORE: "file:///nonexistent/tokenkeeper-test-store" } },
     );
     assert.equal(code, 0);
     const printed = JSON.parse(stdout);
