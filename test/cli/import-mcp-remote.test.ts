@@ -230,28 +230,11 @@ describe("import mcp-remote", () => {
       { client_id: issued.clientId, redirect_uris: [issued.redirectUri] },
       { access_token: "opaque-hashed-token", token_type: "Bearer", expires_in: 600 },
     );
-    const missing = await cli.run([
-      "import",
-      "mcp-remote",
-      bed.mcpUrl,
-      "--name",
-      "hashed",
-      "--config-dir",
-      base,
-    ]);
+    const importHashed = ["import", "mcp-remote", bed.mcpUrl, "--name", "hashed", "--config-dir", base];
+    const missing = await cli.run(importHashed);
     assert.equal(missing.code, 78);
     assert.match(missing.stderr, /1 other authorization there/);
-    const r = await cli.run([
-      "import",
-      "mcp-remote",
-      bed.mcpUrl,
-      "--name",
-      "hashed",
-      "--config-dir",
-      base,
-      "--hash",
-      hash.toUpperCase(),
-    ]);
+    const r = await cli.run([...importHashed, "--hash", hash.toUpperCase()]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /NO REFRESH TOKEN/);
     assert.equal((await cli.run(["import", "mcp-remote", bed.mcpUrl, "--hash", "xyz"])).code, 64);
