@@ -361,6 +361,27 @@ export class TokenManager {
     return stored ? viewOf(stored.record, this.clock.now(), this.#viewPolicy()) : undefined;
   }
 
+  /**
+   * The record as this manager last saw it, without I/O (undefined before first use). For
+   * callers that must answer synchronously: the MCP SDK reads a provider's `redirectUrl` and
+   * `clientMetadata` as plain properties, and the proxy decides at once, while answering a
+   * request, whether a sign-in can start. Anyone who can wait uses record() or look().
+   */
+  lastSeen(connector: string): ConnectorRecord | undefined {
+    return this.#cache.get(connector)?.stored.record;
+  }
+
+  /**
+   * Forgets everything held for the connector (record, cool-down) and reads the store again:
+   * after a login made outside this manager (a sign-in the proxy opened, a login in another
+   * process), so the next call works with the new grant at once instead of at the next
+   * recheck. The forgetting happens on the call, before any await. Returns the new view.
+   */
+  async reload(connector: string): Promise<ConnectorView> {
+    this.#cache.delete(connector);
+    return this.look(connector);
+  }
+
   /** The view after reading the store (NotFoundError when the connector does not exist). No refresh. */
   async look(connector: string): Promise<ConnectorView> {
     const stored = await this.#read(connector);

@@ -70,8 +70,13 @@ export class TokenkeeperOAuthProvider implements OAuthClientProvider {
     this.#options = options;
   }
 
+  /**
+   * Synchronous on purpose: the SDK reads `redirectUrl` and `clientMetadata` as plain
+   * properties, so they can only use what the manager already holds (the async methods,
+   * tokens() and clientInformation(), load the record first; before that the defaults apply).
+   */
   get #record(): ConnectorRecord | undefined {
-    return this.manager.cached(this.connector)?.record;
+    return this.manager.lastSeen(this.connector);
   }
 
   get redirectUrl(): string {

@@ -114,3 +114,28 @@ describe("the manager's login write", () => {
     await manager.close();
   });
 });
+
+describe("after a login made elsewhere", () => {
+  it("lastSeen answers from memory; reload forgets it and reads the new grant at once", async () => {
+    const clock = new ManualClock(T0);
+    const store = new MemoryStore({ clock });
+    await store.put("a", makeRecord("a", {}, T0), null);
+    const manager = new TokenManager({ store, clock, reauthRecheckMs: 60_000 });
+    assert.equal(manager.lastSeen("a"), undefined, "no I/O before first use");
+    const old = await manager.record("a");
+    // A sign-in in another component saves a new grant.
+    const signedIn = makeTokens({ refreshToken: new Secret("refresh-token-value-signed-in") }, T0 + 1);
+    await store.put("a", { ...old, tokens: signedIn }, 1);
+    assert.equal(manager.lastSeen("a"), old, "memory, not the store");
+
+    const view = await manager.reload("a");
+    assert.equal(view.expiresAt, signedIn.expiresAt);
+    assert.ok(manager.lastSeen("a")!.tokens!.refreshToken!.equals(signedIn.refreshToken!));
+    // The forgetting happens on the call: a failed read leaves nothing stale behind.
+    await store.delete("a");
+    const reloading = manager.reload("a");
+    assert.equal(manager.lastSeen("a"), undefined);
+    await assert.rejects(reloading, (e) => e instanceof NotFoundError);
+    await manager.close();
+  });
+});

@@ -349,7 +349,7 @@ class StdioProxy {
   }
 
   #maybeLogin(): void {
-    const record = this.#target ? this.#manager.cached(this.#target.connector)?.record : undefined;
+    const record = this.#target ? this.#manager.lastSeen(this.#target.connector) : undefined;
     const signIn = this.#o.signIn;
     if (signIn && record) {
       // Once per episode: entering the reauth state again (after a failed sign-in, a later
@@ -357,7 +357,9 @@ class StdioProxy {
       signIn.start(record).then(
         (outcome) => {
           if (outcome === "signed_in") {
-            this.#manager.invalidate(record.name);
+            // The sign-in saved a new grant: the manager drops the dead one now and reads the
+            // new one (a failed read is retried by the next request, which reads the store).
+            this.#manager.reload(record.name).catch(() => {});
             this.#lastRecoveryAt = Number.NEGATIVE_INFINITY;
             this.#log(`--reauth browser: signed in to "${record.name}"; the next request reconnects`);
           } else if (outcome === "elsewhere") {
@@ -381,7 +383,7 @@ class StdioProxy {
     login(record)
       .then(
         () => {
-          this.#manager.invalidate(record.name);
+          this.#manager.reload(record.name).catch(() => {});
           this.#lastRecoveryAt = Number.NEGATIVE_INFINITY;
           this.#log("login finished; the next request reconnects");
         },
