@@ -492,16 +492,20 @@ export class Upstream {
       // gets its own signal instead, linked to the transport's only while it is in flight.
       const link = linkSignal(init?.signal ?? undefined);
       const linkedInit = link ? { ...init, signal: link.signal } : init;
-      if (method === "POST") {
-        const entry = this.#claim(init?.body);
-        let response: Response;
+      // Sends; a request that fails drops its link, and an authorization failure is reported.
+      const send = async (onError?: (error: unknown) => void): Promise<Response> => {
         try {
-          response = await this.#fetch(input, linkedInit);
+          return await this.#fetch(input, linkedInit);
         } catch (error) {
           link?.unlink();
           this.#fetchFailed(error);
+          onError?.(error);
           throw error;
         }
+      };
+      if (method === "POST") {
+        const entry = this.#claim(init?.body);
+        const response = await send();
         if (entry) entry.status = response.status;
         if (!response.body) {
           link?.unlink();
@@ -514,15 +518,9 @@ export class Upstream {
         });
       }
       if (method === "GET") {
-        let response: Response;
-        try {
-          response = await this.#fetch(input, linkedInit);
-        } catch (error) {
-          link?.unlink();
-          this.#fetchFailed(error);
+        const response = await send((error) => {
           if (kind === "streamable-http") this.#streamDown(generation, error);
-          throw error;
-        }
+        });
         if (kind === "sse") return watchBody(response, () => link?.unlink());
         if (response.ok) {
           this.#streamUp();
