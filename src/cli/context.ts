@@ -27,6 +27,11 @@ export interface CliContext extends CliIO {
   self?: { command: string; args: string[] };
 }
 
+/** What a network step takes from the context: its clock, its cancellation, and an injected fetch (tests). */
+export function networkDeps(ctx: CliContext): { clock: Clock; signal: AbortSignal; fetch?: FetchLike } {
+  return { clock: ctx.clock, signal: ctx.signal, ...(ctx.fetch ? { fetch: ctx.fetch } : {}) };
+}
+
 export interface Command {
   name: string;
   summary: string;

@@ -20,7 +20,7 @@ import {
 } from "../../oauth/discovery.js";
 import { describeUrl } from "../../oauth/http.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
-import type { CliContext } from "../context.js";
+import { networkDeps } from "../context.js";
 import { writeWireJson } from "../output.js";
 
 const USAGE = `Usage: tokenkeeper doctor <mcp-server-url> [--authorization-server URL] [--json]
@@ -60,16 +60,12 @@ export const doctorCommand = interactiveCommand({
       "authorization-server": { type: "string" },
     });
     if (positionals.length !== 1) throw new UsageError("give exactly one <mcp-server-url>");
-    const report = await diagnose(positionals[0]!, depsFrom(ctx), values["authorization-server"]);
+    const report = await diagnose(positionals[0]!, networkDeps(ctx), values["authorization-server"]);
     if (values.json) writeWireJson(ctx, report);
     else ctx.stdout.write(renderReport(report));
     return report.ok ? EXIT.ok : EXIT.failure;
   },
 });
-
-function depsFrom(ctx: CliContext): DiscoveryDeps {
-  return { clock: ctx.clock, signal: ctx.signal, ...(ctx.fetch ? { fetch: ctx.fetch } : {}) };
-}
 
 function explain(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

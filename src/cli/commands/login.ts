@@ -16,7 +16,7 @@ import { CALLBACK_HOSTS, type CallbackHost, isCallbackPath } from "../../oauth/l
 import { openBrowser } from "../../oauth/open-browser.js";
 import type { LoginFlow } from "../../oauth/registration.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
-import type { CliContext } from "../context.js";
+import { type CliContext, networkDeps } from "../context.js";
 import { writeLine, writeWireJson } from "../output.js";
 import { openCliStore } from "../runtime.js";
 
@@ -171,9 +171,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
     say(`Discovering ${request.mcpUrl} …`);
     const result = await login(request, {
       store,
-      clock: ctx.clock,
-      ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
-      signal: ctx.signal,
+      ...networkDeps(ctx),
       note: (line) => say(line),
       presentUrl: async (url) => {
         say("");

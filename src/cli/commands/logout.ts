@@ -8,7 +8,7 @@ import { ConflictError, EXIT, NotFoundError } from "../../core/errors.js";
 import { assertConnectorName, type ConnectorRecord } from "../../core/record.js";
 import { grantRevoked, type RevocationOutcome, revokeGrant, type TokenKind } from "../../oauth/revocation.js";
 import { interactiveCommand, parseFlags, UsageError } from "../args.js";
-import type { CliContext } from "../context.js";
+import { type CliContext, networkDeps } from "../context.js";
 import { writeLine, writeWireJson } from "../output.js";
 import { openCliStore } from "../runtime.js";
 
@@ -88,11 +88,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
         if (!stored) throw new NotFoundError(name, store.location);
         record = stored.record;
         if (values.revoke) {
-          revocations = await revokeGrant(stored.record, {
-            clock: ctx.clock,
-            signal: ctx.signal,
-            ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
-          });
+          revocations = await revokeGrant(stored.record, networkDeps(ctx));
           // A grant that may still be alive is not forgotten locally unless asked: the record is
           // the only way to try the revocation again.
           if (revocations.length > 0 && !grantRevoked(revocations) && !values.force) break;

@@ -31,7 +31,7 @@ import { type ResolvedTarget, runProxy, type TransportChoice } from "../../surfa
 import { BrowserSignIn } from "../../surfaces/proxy/sign-in.js";
 import { skipRecordJson } from "../../surfaces/skip-record.js";
 import { durationFlag, interactiveCommand, type ParsedFlags, parseFlags, UsageError } from "../args.js";
-import type { CliContext } from "../context.js";
+import { type CliContext, networkDeps } from "../context.js";
 import { writeJson, writeLine } from "../output.js";
 import { openCliStore } from "../runtime.js";
 import { openUnattended, UNATTENDED_HELP, UNATTENDED_OPTIONS } from "../unattended.js";
@@ -301,9 +301,7 @@ async function serve(
             }),
           }
         : {}),
-      clock: ctx.clock,
-      ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
-      signal: ctx.signal,
+      ...networkDeps(ctx),
       ...(values.verbose ? { verbose: true } : {}),
       ...(opts.tokenWaitMs !== undefined ? { tokenWaitMs: opts.tokenWaitMs } : {}),
     });
@@ -339,9 +337,7 @@ async function browserSignIn(
     },
     {
       store,
-      clock: ctx.clock,
-      ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
-      signal: ctx.signal,
+      ...networkDeps(ctx),
       note: (line) => say(line),
       presentUrl: async (url) => {
         onUrl(url);
