@@ -21,10 +21,14 @@ export interface RoundResult {
   round: number;
   fingerprint: string;
   expiresAt: number;
+  /** When the worker asked (epoch ms): right after the expiry, unless it woke late. */
+  askedAt: number;
   /** How long getAccessToken took, from the call right after expiry to its return. */
   latencyMs: number;
   /** Whether this worker's manager made the refresh grant. */
   refreshed: boolean;
+  /** When that grant was answered (epoch ms), if it did. */
+  refreshedAt?: number;
 }
 
 export interface Fleet {
