@@ -147,11 +147,15 @@ describe("when the shared store is unreachable", () => {
       // Callers probe a cooling-down connector every 1–2 s; the rest of the bound is room for
       // a loaded machine to reconnect (far below the old cool-down, which outlived outages).
       const giveUpAt = Date.now() + 15_000;
+      const seen = new Set<string>();
       while (!recovered && Date.now() < giveUpAt) {
-        recovered = await manager.getAccessToken("offline").catch(() => undefined);
+        recovered = await manager.getAccessToken("offline").catch((e: unknown) => {
+          seen.add(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+          return undefined;
+        });
         if (!recovered) await sleep(100);
       }
-      assert.ok(recovered, "recovered within 15 s of the store coming back");
+      assert.ok(recovered, `recovered within 15 s of the store coming back; saw: ${[...seen].join(" | ")}`);
       assert.ok(!recovered.token.equals(first.token), "a new token");
       assert.equal(bed.as.counters.grants.refresh_token, 1);
       assert.equal(bed.as.counters.rejectedRefreshTokens, 0);
