@@ -72,7 +72,7 @@ export interface TokenManagerOptions {
   fetch?: FetchLike;
   /** Upper bound of the refresh-ahead window (default 5 min; the window is also at most half the lifetime). */
   refreshAheadMs?: number;
-  /** Timeout of each token-endpoint request (default 10 s; never past the refresh's retry deadline). */
+  /** Timeout of each token-endpoint request (default 10 s; cut to the refresh's retry deadline, but never below 1 s once sent). */
   requestTimeoutMs?: number;
   retry?: Partial<RetryPolicy>;
   /**
@@ -126,10 +126,19 @@ export interface TokenManagerHooks {
 const MIN_REQUEST_MS = 1_000;
 
 /**
- * The shortest time before the caller's deadline worth sending a token request with. Shorter
+ * The shortest time before the caller's deadline worth starting a token request in. Shorter
  * than MIN_REQUEST_MS: a short --timeout (1 s) must still allow one attempt.
  */
 const MIN_REQUEST_BEFORE_DEADLINE_MS = 100;
+
+/**
+ * A request that is sent gets at least this long (or the configured timeout, if shorter, and
+ * never past the lease), even when the caller's deadline is nearer: a request cut after a few
+ * hundred milliseconds is often answered by a server that already rotated the refresh token,
+ * and the lost answer costs the whole grant. So the deadline stops new requests; a request in
+ * flight may end up to this much after it.
+ */
+const MIN_SENT_REQUEST_MS = 1_000;
 
 /** The lease ran out, or nearly, before a token request could be sent: nothing was sent. */
 class LeaseTooShort extends Error {
@@ -839,14 +848,16 @@ export class TokenManager {
       return this.#afterInvalidAnswer(stored, invalid.error);
     const underLease = await this.#requestTimeoutUnder(lock);
     // The request's timeout also ends at the refresh's deadline: `--timeout 5s` means 5 s, not
-    // 5 s plus one request timeout. Without a useful amount of time left it is not sent at all
-    // (a request abandoned after leaving may have rotated the refresh token at the server).
-    const timeoutMs = Math.min(underLease, deadline - this.clock.now());
-    if (timeoutMs < Math.min(this.#requestTimeoutMs, MIN_REQUEST_BEFORE_DEADLINE_MS))
+    // 5 s plus one request timeout. Without a useful amount of time left it is not sent at all,
+    // and one that is sent gets at least MIN_SENT_REQUEST_MS (a request abandoned after leaving
+    // may have rotated the refresh token at the server).
+    const beforeDeadline = deadline - this.clock.now();
+    if (beforeDeadline < Math.min(this.#requestTimeoutMs, MIN_REQUEST_BEFORE_DEADLINE_MS))
       throw new TransientError(`no time left to refresh "${record.name}" before the deadline`, {
         connector: record.name,
         kind: "deadline",
       });
+    const timeoutMs = Math.min(underLease, Math.max(beforeDeadline, MIN_SENT_REQUEST_MS));
     const deps = {
       clock: this.clock,
       timeoutMs,
