@@ -4,8 +4,11 @@
  * short-lived token and releases them at once, so every worker sees the same first expiry.
  * Used by the fleet race tests and by bench/fleet.ts.
  */
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
+import type { AuthCounters } from "../bed/index.js";
 import { recordOutput } from "../support/secret-scan.js";
 
 const WORKER = fileURLToPath(new URL("../manager/fixtures/race-worker.ts", import.meta.url));
@@ -125,6 +128,82 @@ export async function startFleet(
 }
 
 /** Summary of latencies (ms): sorted nearest-rank percentiles. */
+/**
+ * The verdict on a race, from the authorization server's own counters and what each worker saw.
+ * On a loaded machine a worker can wake, or get the lock, only after the round's new token has
+ * itself (nearly) expired: it must refresh then, and that extra grant is right, not a race. The
+ * verdict tells the two apart: the server's reuse and rejection counters stay at 0 in every
+ * case, every grant is one a worker reports, each token comes from exactly one grant, and every
+ * grant was answered only once the token it replaced was inside its expiry margin (a second grant
+ * for the same expiry is answered while the first one's token is still fresh). With no extra
+ * grant, each round is one expiry: one refresher, one token for everybody.
+ */
+export function assertRaceVerdict(
+  t: TestContext,
+  race: {
+    counters: AuthCounters;
+    outputs: RoundResult[][];
+    rounds: number;
+    /** The expiry of the token seeded before the workers were released. */
+    seededExpiresAt: number;
+    /** The manager's expiry margin for the bed's tokens. */
+    marginMs: number;
+    /** The store's rotation count for the connector once the race is over. */
+    rotationCount: number | undefined;
+  },
+): void {
+  const { counters: c, outputs, rounds } = race;
+  // On failure, what each worker saw: per round, the token's end, who refreshed, when it asked
+  // and how long it took.
+  const seen = outputs
+    .map(
+      (lines, i) =>
+        `worker ${i}: ${lines.map((r) => `${r.round}:${r.fingerprint.slice(-4)}@${r.expiresAt}${r.refreshed ? "*" : ""} asked ${r.askedAt}+${Math.round(r.latencyMs)}ms`).join(" ")}`,
+    )
+    .join("\n");
+  assert.equal(
+    c.rejectedRefreshTokens,
+    0,
+    `no refresh token rejected (${c.rejectedRefreshReasons.join(", ")})`,
+  );
+  assert.equal(c.refreshTokenReuse, 0, "no refresh token reused");
+  const refreshes = outputs.flat().filter((l) => l.refreshed);
+  assert.equal(c.grants.refresh_token, refreshes.length, `grants the workers made\n${seen}`);
+  const issued = new Set(refreshes.map((l) => l.fingerprint));
+  assert.equal(issued.size, refreshes.length, `one grant per token\n${seen}`);
+  for (const line of outputs.flat())
+    assert.ok(issued.has(line.fingerprint), `a worker got a token no grant of the race issued\n${seen}`);
+  let replaced = race.seededExpiresAt;
+  for (const grant of [...refreshes].sort((a, b) => a.expiresAt - b.expiresAt)) {
+    assert.ok(
+      grant.refreshedAt! >= replaced - race.marginMs,
+      `a grant answered at ${grant.refreshedAt} replaced a token good until ${replaced}: a double refresh\n${seen}`,
+    );
+    replaced = grant.expiresAt;
+  }
+  assert.ok(c.grants.refresh_token >= rounds, `at least one grant per expiry\n${seen}`);
+  assert.equal(race.rotationCount, c.grants.refresh_token, "every rotation is in the store");
+  if (c.grants.refresh_token > rounds) {
+    t.diagnostic(
+      `${c.grants.refresh_token - rounds} extra grant(s), each due: a worker asked late on a loaded machine\n${seen}`,
+    );
+    return;
+  }
+  for (let round = 1; round <= rounds; round++) {
+    const lines = outputs.map((r) => r[round - 1]!);
+    assert.equal(
+      new Set(lines.map((l) => l.fingerprint)).size,
+      1,
+      `every worker got the same token in round ${round}`,
+    );
+    assert.equal(
+      lines.filter((l) => l.refreshed).length,
+      1,
+      `exactly one worker refreshed in round ${round}`,
+    );
+  }
+}
+
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
