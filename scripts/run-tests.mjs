@@ -46,9 +46,20 @@ if (files.length === 0) {
 // harnesses the outputs they capture, into a private directory outside the repository for this
 // run only; after the tests, any issued value found in any output fails the run.
 const scanDir = mkdtempSync(join(tmpdir(), "tokenkeeper-secret-scan-"));
+// Files run in parallel processes. Most of their time is spent waiting on real servers and
+// real timers, not on the CPU, so a few more than the cores keeps both busy.
+const concurrency = Number(process.env.TOKENKEEPER_TEST_CONCURRENCY ?? 3);
 const child = spawn(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=300000", ...flags, ...files],
+  [
+    "--import",
+    "tsx",
+    "--test",
+    `--test-concurrency=${concurrency}`,
+    "--test-timeout=300000",
+    ...flags,
+    ...files,
+  ],
   { stdio: "inherit", env: { ...process.env, TOKENKEEPER_TEST_SECRET_SCAN: scanDir } },
 );
 // Ctrl-C reaches the test runner too (same process group): wait for it to stop, then clean up
