@@ -128,6 +128,8 @@ export interface AuthServer {
   /** Makes the next `count` token-endpoint requests fail as `kind` (see TokenFaultOptions). */
   failTokenEndpoint(count: number, kind: TokenFaultKind, opts?: TokenFaultOptions): void;
   clearTokenEndpointFailures(): void;
+  /** Hangs up the token requests a never-answering fault holds (their clients see a reset). */
+  dropHungTokenRequests(): void;
   /** Armed failures not yet used up. */
   readonly pendingTokenEndpointFailures: number;
   /**
@@ -454,6 +456,9 @@ export async function startAuthServer(opts: AuthServerOptions = {}): Promise<Aut
     },
     clearTokenEndpointFailures() {
       faults.clear();
+    },
+    dropHungTokenRequests() {
+      faults.dropHanging();
     },
     get pendingTokenEndpointFailures() {
       return faults.pending;

@@ -39,6 +39,8 @@ export class TokenFaults {
   readonly #queue: ArmedFault[] = [];
   /** Aborted on close() so hanging "slow" requests let go. */
   readonly #closing = new AbortController();
+  /** Aborted (and replaced) by dropHanging(): the never-answering requests held so far hang up. */
+  #hanging = new AbortController();
   readonly #onInject: () => void;
 
   /** `onInject` is told about each request a fault takes over, as it happens. */
@@ -63,6 +65,12 @@ export class TokenFaults {
     this.#closing.abort();
   }
 
+  /** Hangs up every request held by a never-answering "slow" fault, as a gateway timing out would. */
+  dropHanging(): void {
+    this.#hanging.abort();
+    this.#hanging = new AbortController();
+  }
+
   /** Koa middleware; `ctx` is already known to be a POST to the token endpoint. */
   async handle(ctx: KoaContext, next: Next): Promise<void> {
     const fault = await this.#take(ctx.req);
@@ -82,7 +90,7 @@ export class TokenFaults {
         const gone = new AbortController();
         const onClose = () => gone.abort();
         ctx.req.socket.once("close", onClose);
-        await sleep(delay, AbortSignal.any([this.#closing.signal, gone.signal]));
+        await sleep(delay, AbortSignal.any([this.#closing.signal, this.#hanging.signal, gone.signal]));
         ctx.req.socket.off("close", onClose);
       }
       ctx.respond = false;

@@ -13,7 +13,7 @@
  *
  *   TOKENKEEPER_LONG_TEST_SECONDS=30 node --import tsx --test test/surfaces/long-run.test.ts
  *
- * @slow: the test runner starts it first so it overlaps the rest of the suite.
+ * @long: the test runner runs it in a lane of its own, beside the rest of the suite.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";

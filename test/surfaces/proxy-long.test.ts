@@ -3,7 +3,7 @@
  * TOKENKEEPER_LONG_TEST_SECONDS (default 40; `npm run test:soak`: 180). The proxy must refresh ahead so that no call
  * fails and none waits for a refresh.
  *
- * @slow: the test runner starts it first so it overlaps the rest of the suite.
+ * @long: the test runner runs it in a lane of its own, beside the rest of the suite.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";

@@ -53,9 +53,14 @@ async function callBoundedByOneSecond(raw: ReturnType<typeof spawnRaw>): Promise
   return call.ms;
 }
 
-/** The endpoint answers again, the proxy ends with its stdin, and its home goes. */
+/**
+ * The endpoint answers again, the proxy ends with its stdin, and its home goes. A hung token
+ * request is hung up first: a proxy finishes a refresh it sent before exiting (its answer may
+ * carry the rotated refresh token), which against a hung endpoint lasts the request's timeout.
+ */
 async function endProxy(raw: ReturnType<typeof spawnRaw>, home: Home): Promise<void> {
   bed.as.clearTokenEndpointFailures();
+  bed.as.dropHungTokenRequests();
   raw.child.stdin!.end();
   await raw.exited;
   await home.cleanup();
