@@ -205,14 +205,19 @@ describe("tokenkeeper run", () => {
       "--mcp",
       h.bed.mcpUrl,
       "--seconds",
-      "6",
+      "8",
       "--interval",
       "200",
     ]);
+    // A 2 s outage of the token endpoint, by time and not by a count of failures: how many
+    // requests the retries and probes spend inside it depends on their jitter, and a count
+    // could outlast the command. 2 s outlasts a refresh's 1 s bound (the outage is reported);
+    // a probe every 1–2 s after it finds the endpoint back well before the 8 s command ends.
     await new Promise((r) => setTimeout(r, 1_000));
-    h.bed.as.failTokenEndpoint(4, "503");
-    const r = await running;
+    h.bed.as.failTokenEndpoint(1_000, "503");
+    await new Promise((r) => setTimeout(r, 2_000));
     h.bed.as.clearTokenEndpointFailures();
+    const r = await running;
     assert.equal(r.code, 0, r.stderr);
     const records = jsonLines(readFileSync(skipFile, "utf8")).map((l) => skipRecordSchema.parse(l));
     const statuses = records.map((x) => `${x.status}:${x.reason}`);
