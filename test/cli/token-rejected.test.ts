@@ -16,7 +16,7 @@ import { TokenManager } from "../../src/manager/token-manager.js";
 import { RUN_SECRET_HEADER, startTokenEndpoint } from "../../src/surfaces/token-endpoint-server.js";
 import { mcpAccepts } from "../support/mcp-accepts.js";
 import { runCliInProcess } from "../support/run-cli.js";
-import { CLI, type Harness, startHarness, waitFor } from "./unattended-harness.js";
+import { cliCommand, type Harness, startHarness, waitFor } from "./unattended-harness.js";
 
 const REPORTERS = 8;
 
@@ -145,7 +145,9 @@ describe("tokenkeeper token --rejected", () => {
     await warm.refreshNow("child");
     await warm.close();
     const before = refreshes();
-    const tk = CLI.map((part) => `'${part}'`).join(" ");
+    const tk = cliCommand()
+      .map((part) => `'${part}'`)
+      .join(" ");
     // The tokens the child prints are its stdout by design: kept out of the harness's home
     // (whose files the suite's secret scan reads) and removed here.
     const out = mkdtempSync(join(tmpdir(), "tk-rejected-"));

@@ -1,7 +1,7 @@
 /**
  * Harness for the unattended commands (ensure, run, keepalive, status, token): a test bed, a
  * private file store with authorized connectors, the CLI in-process with captured output, or as a
- * real child process (`node --import tsx src/cli/bin.ts …`) when signals and env matter.
+ * real child process (`src/cli/bin.ts`, see support/child-entry.ts) when signals and env matter.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -15,13 +15,16 @@ import type { ConnectorSettings } from "../../src/core/record.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { Store } from "../../src/store/types.js";
 import { startTestBed, type TestBed, type TestBedOptions } from "../bed/index.js";
+import { nodeArgsFor } from "../support/child-entry.js";
 import { connectTestBed } from "../support/connect.js";
 import { runCliInProcess } from "../support/run-cli.js";
 import { recordCliRun, recordOutput, recordOutputFiles } from "../support/secret-scan.js";
 
 export const MAIN = fileURLToPath(new URL("../../src/cli/bin.ts", import.meta.url));
-/** How a child process runs the CLI (no build step). */
-export const CLI = [process.execPath, "--import", "tsx", MAIN] as const;
+/** The command line that runs the CLI as a child process (built at first use). */
+export function cliCommand(): string[] {
+  return [process.execPath, ...nodeArgsFor(MAIN)];
+}
 
 export interface CliResult {
   code: number;
@@ -75,7 +78,8 @@ export async function startHarness(bedOptions: TestBedOptions = {}): Promise<Har
       return { ...result, lines: jsonLines(result.stdout) };
     },
     spawnCli(argv, options = {}) {
-      const child = spawn(CLI[0], [...CLI.slice(1), ...argv], {
+      const [node, ...nodeArgs] = cliCommand();
+      const child = spawn(node!, [...nodeArgs, ...argv], {
         env: { ...env, ...options.env },
         stdio: ["ignore", "pipe", "pipe"],
       });

@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { AuthCounters } from "../bed/index.js";
+import { nodeArgsFor } from "../support/child-entry.js";
 import { recordOutput } from "../support/secret-scan.js";
 
 const WORKER = fileURLToPath(new URL("../manager/fixtures/race-worker.ts", import.meta.url));
@@ -65,7 +66,7 @@ export async function startFleet(
   for (const spec of specs) {
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", WORKER, spec.storeUrl, connector, String(rounds), "gated"],
+      [...nodeArgsFor(WORKER), spec.storeUrl, connector, String(rounds), "gated"],
       {
         stdio: ["pipe", "pipe", "pipe"],
         env: spec.env,

@@ -23,6 +23,7 @@ import { MemoryStore } from "../../src/store/memory-store.js";
 import { updateRecord } from "../../src/store/update.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { followAuthorization } from "../support/browser-agent.js";
+import { nodeArgsFor } from "../support/child-entry.js";
 import { makeRecord } from "../support/fixtures.js";
 import { mcpAccepts } from "../support/mcp-accepts.js";
 
@@ -33,7 +34,7 @@ function refreshInAnotherProcess(dir: string, name: string): Promise<{ code: num
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", REFRESH_ONCE, dir, name],
+      [...nodeArgsFor(REFRESH_ONCE), dir, name],
       { env: { PATH: process.env.PATH }, timeout: 60_000 },
       (error, _stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stderr }),
     );

@@ -22,6 +22,7 @@ import { CreateMessageRequestSchema, ElicitRequestSchema } from "@modelcontextpr
 import type { ConnectorSettings } from "../../src/core/record.js";
 import { FileStore } from "../../src/store/file-store.js";
 import type { TestBed } from "../bed/index.js";
+import { nodeArgsFor } from "../support/child-entry.js";
 import { connectTestBed } from "../support/connect.js";
 import { recordOutput } from "../support/secret-scan.js";
 
@@ -85,7 +86,7 @@ export async function startProxy(
 ): Promise<ProxyProcess> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: ["--import", "tsx", MAIN, "proxy", target, ...(options.args ?? [])],
+    args: [...nodeArgsFor(MAIN), "proxy", target, ...(options.args ?? [])],
     env: { PATH: process.env.PATH ?? "", TOKENKEEPER_HOME: home.dir, ...options.env },
     stderr: "pipe",
     cwd: REPO,
@@ -256,7 +257,7 @@ export function spawnRaw(
   args: string[] = [],
   env: Record<string, string> = {},
 ): RawProxy {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, "proxy", target, ...args], {
+  const child = spawn(process.execPath, [...nodeArgsFor(MAIN), "proxy", target, ...args], {
     cwd: REPO,
     env: { PATH: process.env.PATH ?? "", TOKENKEEPER_HOME: home.dir, ...env },
     stdio: ["pipe", "pipe", "pipe"],

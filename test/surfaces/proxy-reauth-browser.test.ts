@@ -114,20 +114,17 @@ describe("tokenkeeper proxy --reauth browser", () => {
   it("is refused for --no-auth and for an unknown mode", async () => {
     const { spawnSync } = await import("node:child_process");
     const { REPO } = await import("./proxy-harness.js");
+    const { nodeArgsFor } = await import("../support/child-entry.js");
     for (const args of [
       ["proxy", "https://mcp.example.com/mcp", "--no-auth", "--reauth", "browser"],
       ["proxy", "gui", "--reauth", "always"],
     ]) {
-      const r = spawnSync(
-        process.execPath,
-        ["--import", "tsx", join(REPO, "src", "cli", "bin.ts"), ...args],
-        {
-          cwd: REPO,
-          env: { PATH: process.env.PATH, TOKENKEEPER_HOME: home.dir },
-          encoding: "utf8",
-          timeout: 30_000,
-        },
-      );
+      const r = spawnSync(process.execPath, [...nodeArgsFor(join(REPO, "src", "cli", "bin.ts")), ...args], {
+        cwd: REPO,
+        env: { PATH: process.env.PATH, TOKENKEEPER_HOME: home.dir },
+        encoding: "utf8",
+        timeout: 30_000,
+      });
       assert.equal(r.status, 64, r.stderr);
     }
     const env = { PATH: process.env.PATH, TOKENKEEPER_HOME: home.dir };
