@@ -130,4 +130,5 @@ try {
 } finally {
   rmSync(scanDir, { recursive: true, force: true });
 }
-process.exit(results.find((r) => r.code !== 0)?.code || scanCode);
+// exitCode, not exit(): the held output above may still be flushing to a pipe (asynchronous on macOS).
+process.exitCode = results.find((r) => r.code !== 0)?.code || scanCode;
