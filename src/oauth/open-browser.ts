@@ -4,7 +4,9 @@
  * is detached and never awaited beyond its spawn: login does not depend on it, because the URL
  * is always printed too.
  */
+
 import { spawn as nodeSpawn } from "node:child_process";
+import { childEnv } from "../core/child-env.js";
 
 export interface OpenResult {
   opened: boolean;
@@ -16,7 +18,10 @@ export interface OpenResult {
 export type SpawnLike = typeof nodeSpawn;
 
 export interface OpenBrowserOptions {
+  /** Tokenkeeper's environment; the browser gets it without our secrets (core/child-env.ts). */
   env: NodeJS.ProcessEnv;
+  /** Further secret-bearing variables to keep from the browser (a login's --client-secret-env). */
+  alsoStrip?: readonly string[];
   platform?: NodeJS.Platform;
   /** Use the platform opener when $BROWSER is unset (off for unattended runs). */
   usePlatformOpener?: boolean;
@@ -90,7 +95,9 @@ export function openBrowser(url: string, options: OpenBrowserOptions): Promise<O
       const child = spawn(cmd.file, cmd.args, {
         detached: true,
         stdio: "ignore",
-        env: options.env,
+        // The browser is another program: it gets no client secret, store key or other secret of
+        // ours, whichever command opens it (login, or a proxy's --reauth browser).
+        env: childEnv(options.env, options.alsoStrip ? { alsoStrip: options.alsoStrip } : {}),
         windowsHide: true,
       });
       child.once("spawn", () => {

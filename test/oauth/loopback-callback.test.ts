@@ -157,4 +157,28 @@ describe("opening the browser", () => {
     assert.ok(missing.error);
     assert.doesNotMatch(missing.error!, /state=s/);
   });
+
+  it("gives the browser no secret of ours, whichever command opens it", async () => {
+    let env: NodeJS.ProcessEnv = {};
+    const spawn = ((_file: string, _args: readonly string[], options: { env: NodeJS.ProcessEnv }) => {
+      env = options.env;
+      const child = new EventEmitter() as EventEmitter & { unref(): void };
+      child.unref = () => {};
+      queueMicrotask(() => child.emit("spawn"));
+      return child;
+    }) as unknown as SpawnLike;
+    await openBrowser("https://as/authorize?state=s", {
+      env: {
+        BROWSER: "mybrowser",
+        HOME: "/home/someone",
+        TOKENKEEPER_KEY: "k",
+        TOKENKEEPER_CLIENT_SECRET: "s",
+        TOKENKEEPER_RUN_SECRET: "r",
+        MY_SECRET: "m",
+      },
+      alsoStrip: ["MY_SECRET"],
+      spawn,
+    });
+    assert.deepEqual(env, { BROWSER: "mybrowser", HOME: "/home/someone" });
+  });
 });

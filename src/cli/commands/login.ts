@@ -5,7 +5,6 @@
  */
 
 import { resolve as resolvePath } from "node:path";
-import { childEnv } from "../../core/child-env.js";
 import { formatDuration, parseDuration } from "../../core/duration.js";
 import { ConfigError, EXIT, TokenkeeperError } from "../../core/errors.js";
 import { Secret } from "../../core/secret.js";
@@ -184,10 +183,12 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
           return;
         }
         const unattended = !ctx.interactive || Boolean(ctx.env.CI);
-        // The browser is another program: it gets no client secret, store key or other secret of ours.
         const secretEnv = values["client-secret-env"];
-        const env = childEnv(ctx.env, secretEnv ? { alsoStrip: [secretEnv] } : {});
-        const opened = await openBrowser(url, { env, usePlatformOpener: !unattended });
+        const opened = await openBrowser(url, {
+          env: ctx.env,
+          ...(secretEnv ? { alsoStrip: [secretEnv] } : {}),
+          usePlatformOpener: !unattended,
+        });
         if (opened.opened) say(`Opened a browser (${opened.command}). Waiting for the authorization…`);
         else if (opened.error)
           say(`Could not open a browser (${opened.command}: ${opened.error}); open the URL yourself.`);
