@@ -27,9 +27,10 @@ import {
 } from "../core/record.js";
 import { Secret } from "../core/secret.js";
 import { arrayOf, number, object, optional, ShapeError, string } from "../core/shape.js";
-import type { DiscoveryResult } from "./discovery.js";
+import { type DiscoveryResult, issuerMatches } from "./discovery.js";
 import type { AuthorizationServerMetadata } from "./metadata-schemas.js";
 import { chooseSecretAuthMethod } from "./registration.js";
+import { MAX_ACCESS_TOKEN_LIFETIME_S, tokenResponseProblem } from "./token-response.js";
 
 /** The directory name current mcp-remote releases use under the config base. */
 export const MCP_REMOTE_CURRENT_DIR = "mcp-remote-v1";
@@ -157,7 +158,9 @@ export function importedExpiry(
   const exp = peekJwtClaims(tokens.access_token)?.exp;
   if (exp !== undefined) candidates.push(exp * 1000);
   if (candidates.length === 0) return null;
-  return Math.min(...candidates) - IMPORT_EXPIRY_MARGIN_MS;
+  // Within [epoch, written + the longest lifetime accepted from a server]: dates every program can print.
+  const latest = writtenAt + MAX_ACCESS_TOKEN_LIFETIME_S * 1000;
+  return Math.max(0, Math.min(...candidates, latest) - IMPORT_EXPIRY_MARGIN_MS);
 }
 
 export interface ImportInput {
@@ -181,20 +184,20 @@ export function recordFromMcpRemote(input: ImportInput): ConnectorRecord {
     ["client_info.json", info.issuer],
     ["tokens.json", tokens.issuer],
   ] as const) {
-    if (stamped !== undefined && stamped !== issuer)
+    if (stamped !== undefined && !issuerMatches(issuer, stamped))
       throw new ConfigError(
         `mcp-remote's ${file} belongs to the authorization server ${stamped}, but the server now uses ${issuer}; log in instead`,
         { problem: "mcp_remote_issuer_mismatch", file },
       );
   }
-  if (tokens.token_type.toLowerCase() !== "bearer")
-    throw new ConfigError(
-      `mcp-remote's tokens.json holds a ${tokens.token_type} token; only Bearer tokens are supported`,
-      {
-        problem: "mcp_remote_invalid",
-        field: "token_type",
-      },
-    );
+  // The checks every token set from a server passes (type, b64token characters, length): a file
+  // is no more trustworthy than the response it was written from.
+  const problem = tokenResponseProblem(tokens);
+  if (problem)
+    throw new ConfigError(`mcp-remote's tokens.json cannot be used: ${problem}`, {
+      problem: "mcp_remote_invalid",
+      file: "tokens.json",
+    });
   if (info.client_secret_expires_at && info.client_secret_expires_at * 1000 <= now)
     throw new ConfigError("the client secret mcp-remote registered has expired; log in instead", {
       problem: "mcp_remote_client_expired",

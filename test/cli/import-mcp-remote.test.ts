@@ -14,7 +14,12 @@ import { after, before, describe, it } from "node:test";
 import { systemClock } from "../../src/core/clock.js";
 import type { TokenSet } from "../../src/core/record.js";
 import { login } from "../../src/manager/login.js";
-import { IMPORT_EXPIRY_MARGIN_MS, mcpRemoteServerHash } from "../../src/oauth/mcp-remote-import.js";
+import {
+  IMPORT_EXPIRY_MARGIN_MS,
+  importedExpiry,
+  mcpRemoteServerHash,
+} from "../../src/oauth/mcp-remote-import.js";
+import { MAX_ACCESS_TOKEN_LIFETIME_S } from "../../src/oauth/token-response.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { startTestBed, type TestBed } from "../bed/index.js";
 import { followAuthorization } from "../support/browser-agent.js";
@@ -254,6 +259,29 @@ describe("import mcp-remote", () => {
     const store = await cli.openStore();
     assert.equal(await store.get("bad"), null);
     await store.close();
+  });
+
+  it("holds imported tokens to the checks a server's answer passes: bad characters refused, lifetimes bounded", async () => {
+    const base = join(mcpAuth, "hostile");
+    await writeMcpRemoteFiles(
+      join(base, "mcp-remote-v1"),
+      mcpRemoteServerHash(bed.mcpUrl),
+      { client_id: "x", redirect_uris: [] },
+      { access_token: "first-line-of-it\r\nX-Injected: 1", token_type: "Bearer", expires_in: 3600 },
+    );
+    const r = await cli.run(["import", "mcp-remote", bed.mcpUrl, "--name", "crlf", "--config-dir", base]);
+    assert.equal(r.code, 78, r.stderr);
+    assert.match(r.stderr, /b64token/);
+    assert.ok(!r.stderr.includes("first-line-of-it"));
+    const store = await cli.openStore();
+    assert.equal(await store.get("crlf"), null);
+    await store.close();
+
+    // A far-future expires_at (valid epoch ms) is bounded like a server's expires_in.
+    const writtenAt = Date.UTC(2026, 0, 1);
+    const bounded = importedExpiry({ access_token: "opaque", expires_at: 1e17 }, writtenAt)!;
+    assert.ok(bounded <= writtenAt + MAX_ACCESS_TOKEN_LIFETIME_S * 1000, String(bounded));
+    assert.doesNotThrow(() => new Date(bounded).toISOString());
   });
 
   it("says where it looked when mcp-remote holds nothing for the URL", async () => {
