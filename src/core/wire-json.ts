@@ -6,6 +6,8 @@
  * at the edge, in one place, so no output can drift into a dialect of its own.
  */
 
+import { isoTime } from "./duration.js";
+
 /** camelCase → snake_case; an already snake_case key is unchanged. */
 export function snakeKey(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -20,8 +22,8 @@ export function isInstantKey(key: string): boolean {
 }
 
 function iso(ms: number): string | number {
-  // Only plausible epoch-ms values are instants; anything else is left as the number it is.
-  return Number.isFinite(ms) && Math.abs(ms) < 8.64e15 ? new Date(ms).toISOString() : ms;
+  // Only values a Date can hold are instants; anything else is left as the number it is.
+  return isoTime(ms) ?? ms;
 }
 
 /** Converts a plain JSON-able value to the wire dialect (see the module comment). Pure. */

@@ -6,7 +6,7 @@
  * store, to reuse what an earlier login of the same connector registered.
  */
 import type { Clock } from "../core/clock.js";
-import { formatDuration } from "../core/duration.js";
+import { formatDuration, isoTime } from "../core/duration.js";
 import { ConfigError, LoginError } from "../core/errors.js";
 import {
   assertConnectorName,
@@ -519,7 +519,7 @@ export function summarize(record: ConnectorRecord, replacedExisting: boolean): L
     if (exp) {
       humanNeededAt = exp * 1000;
       warnings.push(
-        `the client secret expires at ${new Date(exp * 1000).toISOString()}; a new one will be needed then`,
+        `the client secret expires at ${isoTime(exp * 1000) ?? `epoch second ${exp}`}; a new one will be needed then`,
       );
     }
   } else if (!refresh) {
@@ -527,7 +527,7 @@ export function summarize(record: ConnectorRecord, replacedExisting: boolean): L
     warnings.push(
       t.expiresAt === null
         ? "NO REFRESH TOKEN was issued and the server gave no token lifetime: a human must log in again as soon as the server rejects the token"
-        : `NO REFRESH TOKEN was issued: a human must log in again in ${formatDuration(t.expiresAt - t.obtainedAt)}, when the access token expires (at ${new Date(t.expiresAt).toISOString()})`,
+        : `NO REFRESH TOKEN was issued: a human must log in again in ${formatDuration(t.expiresAt - t.obtainedAt)}, when the access token expires (at ${isoTime(t.expiresAt)})`,
     );
   } else if (t.refreshTokenExpiresAt) {
     humanNeededAt = t.refreshTokenExpiresAt;

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { inspect } from "node:util";
+import { loginJson } from "../../src/cli/commands/login.js";
 import { systemClock } from "../../src/core/clock.js";
 import type { TokenkeeperError } from "../../src/core/errors.js";
 import { Secret } from "../../src/core/secret.js";
+import { summarize } from "../../src/oauth/login.js";
 import type { AuthorizationServerMetadata } from "../../src/oauth/metadata-schemas.js";
 import {
   chooseSecretAuthMethod,
@@ -11,6 +13,7 @@ import {
   preregisteredClient,
   registerDynamicClient,
 } from "../../src/oauth/registration.js";
+import { makeRecord } from "../support/fixtures.js";
 import { type StubServer, startStub } from "./stub-servers.js";
 
 const deps = { clock: systemClock };
@@ -187,5 +190,26 @@ describe("client ID metadata documents", () => {
       metadataDocumentClient("http://docs.example.test/client.json", supported, deps),
       (e: TokenkeeperError) => e.code === "insecure_endpoint",
     );
+  });
+});
+
+describe("the login summary of a registration", () => {
+  it("prints a client_secret_expires_at beyond what a Date holds as the number it is, instead of failing after the save", () => {
+    const record = makeRecord("cc", {
+      grant: "client_credentials",
+      client: {
+        kind: "preregistered",
+        clientId: "svc",
+        clientSecret: new Secret("client-secret-value-0001"),
+        tokenEndpointAuthMethod: "client_secret_basic",
+        clientSecretExpiresAt: 1e13,
+      },
+    });
+    const summary = summarize(record, false);
+    assert.ok(
+      summary.warnings.some((w) => w.includes("epoch second 10000000000000")),
+      summary.warnings.join("\n"),
+    );
+    assert.equal(loginJson(summary).human_needed_at, null);
   });
 });

@@ -5,7 +5,7 @@
  */
 
 import { resolve as resolvePath } from "node:path";
-import { formatDuration, parseDuration } from "../../core/duration.js";
+import { formatDuration, isoTime, parseDuration } from "../../core/duration.js";
 import { ConfigError, EXIT, TokenkeeperError } from "../../core/errors.js";
 import { Secret } from "../../core/secret.js";
 import { login } from "../../manager/login.js";
@@ -301,11 +301,6 @@ export function nextCommands(summary: LoginSummary): string[] {
   ];
 }
 
-/** ISO-8601 UTC, or null: the one time format of every JSON output (docs/configuration.md). */
-function isoOrNull(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
-}
-
 /** The --json form of a login (and import) summary: snake_case keys, ISO-8601 UTC times. */
 export function loginJson(s: LoginSummary): Record<string, unknown> {
   return {
@@ -320,18 +315,19 @@ export function loginJson(s: LoginSummary): Record<string, unknown> {
     scope_granted: s.scopeGranted,
     access_token_lifetime_seconds:
       s.accessTokenLifetimeMs === null ? null : Math.round(s.accessTokenLifetimeMs / 1000),
-    access_token_expires_at: isoOrNull(s.accessTokenExpiresAt),
+    access_token_expires_at: isoTime(s.accessTokenExpiresAt),
     refresh_token_issued: s.refreshTokenIssued,
     refresh_token_rotates: s.refreshTokenRotates,
-    refresh_token_expires_at: isoOrNull(s.refreshTokenExpiresAt),
-    human_needed_at: isoOrNull(s.humanNeededAt),
+    refresh_token_expires_at: isoTime(s.refreshTokenExpiresAt),
+    human_needed_at: isoTime(s.humanNeededAt),
     replaced_existing: s.replacedExisting,
     warnings: s.warnings,
   };
 }
 
+/** A time for people; a server-stated one beyond what a Date holds is shown as the number it is. */
 function when(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+  return isoTime(ms)?.replace(/\.\d{3}Z$/, "Z") ?? `epoch ms ${ms}`;
 }
 
 export function renderSummary(s: LoginSummary, next: string[]): string {
