@@ -1022,7 +1022,9 @@ export class TokenManager {
       const updated = await updateRecord(this.store, r.name, (current) => {
         // Unchanged when the same reason is recorded, or a newer login or refresh landed meanwhile.
         const next = enterReauth(current, reauth, now, r);
-        if (next) transitioned = true;
+        // The last run decides: updateRecord runs this again after a conflict, and a run that
+        // finds the state already recorded (or a newer login) must not leave an earlier "yes".
+        transitioned = next !== null;
         return next;
       });
       if (updated) {

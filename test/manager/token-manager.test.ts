@@ -216,6 +216,31 @@ describe("TokenManager against a real authorization server", () => {
     assert.equal(events.filter((e) => e.type === "reauth_required").length, 1);
   });
 
+  it("a revoked grant another process records first: the recorded verdict, and no second reauth_required event", async () => {
+    // The first write of the verdict loses a race to an identical one (another process saw the
+    // same invalid_grant): the retry finds it recorded, so this process has nothing to announce.
+    const racing = new FlakyStore(store);
+    racing.beforePut = async (record, expected) => {
+      racing.beforePut = undefined;
+      if (record.state.health === "reauth_required") await store.put(name, record, expected);
+    };
+    const m = new TokenManager({
+      store: racing,
+      clock,
+      fetch: countingFetch,
+      onEvent: (e) => events.push(e),
+    });
+    await bed.as.revokeAllGrants();
+    await clock.advance(HOUR + 1);
+    const error = await m.getAccessToken(name).then(
+      () => assert.fail("expected reauth_required"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof ReauthRequiredError, String(error));
+    assert.equal((await stored()).state.health, "reauth_required");
+    assert.equal(events.filter((e) => e.type === "reauth_required").length, 0);
+  });
+
   it("a refresh answer lost after the server rotated ends as a clear reauth_required, not a retry loop", async () => {
     // The server processes the refresh, then the connection drops: our refresh token is now
     // "already used" and a strict-rotation server revokes the grant on the retry (RFC 9700 §4.14.2).
@@ -315,7 +340,12 @@ class FlakyStore extends MemoryStore {
   override get(name: string) {
     return this.inner.get(name);
   }
-  override put(name: string, record: Parameters<MemoryStore["put"]>[1], expected: number | null) {
+  /** Runs before the next put reaches the inner store (e.g. another process's write). */
+  beforePut:
+    | ((record: Parameters<MemoryStore["put"]>[1], expected: number | null) => Promise<void>)
+    | undefined;
+  override async put(name: string, record: Parameters<MemoryStore["put"]>[1], expected: number | null) {
+    await this.beforePut?.(record, expected);
     if (this.failPuts > 0) {
       this.failPuts--;
       this.failedPuts++;
