@@ -42,4 +42,9 @@ export interface Command {
    * command line by the command's audience.
    */
   run(args: string[], ctx: CliContext): Promise<number>;
+  /**
+   * Stdout carries only a successful answer, even with --json (errors stay on stderr): for
+   * `headers`, whose stdout a client sends as HTTP headers.
+   */
+  stdoutOnlyOnSuccess?: boolean;
 }

@@ -7,7 +7,7 @@
  */
 import { EXIT } from "../core/errors.js";
 import { commands } from "./commands.js";
-import type { CliContext } from "./context.js";
+import type { CliContext, Command } from "./context.js";
 import { reportError } from "./output.js";
 
 import { VERSION } from "./version.js";
@@ -50,14 +50,15 @@ export async function main(argv: string[], ctx: CliContext): Promise<number> {
     return EXIT.usage;
   }
   const options = optionWords(rest);
+  let command: Command | undefined;
   try {
-    const command = await entry.load();
+    command = await entry.load();
     if (options.includes("--help") || options.includes("-h")) {
       ctx.stdout.write(`${command.usage}\n`);
       return EXIT.ok;
     }
     return await command.run(rest, ctx);
   } catch (error) {
-    return reportError(error, ctx, options.includes("--json"));
+    return reportError(error, ctx, options.includes("--json") && !command?.stdoutOnlyOnSuccess);
   }
 }

@@ -84,4 +84,11 @@ describe("tokenkeeper headers", () => {
     assert.equal(r.code, 78);
     assert.equal(r.stdout, "");
   });
+
+  it("--json changes nothing: an error stays on stderr, never in the headers a client would send", async () => {
+    const r = await h.cli(["headers", "nobody", "--json"]);
+    assert.equal(r.code, 78);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, /nobody/);
+  });
 });

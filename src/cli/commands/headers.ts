@@ -28,6 +28,7 @@ export const headersCommand = scheduledCommand({
   summary: "print the Authorization header as JSON (for Claude Code's headersHelper)",
   usage: USAGE,
   run,
+  stdoutOnlyOnSuccess: true,
 });
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
