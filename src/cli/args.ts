@@ -1,9 +1,9 @@
 /**
  * Reading a command line, and answering a bad one. The answer depends on who runs the command
  * (README, "Exit codes"):
- *   - an interactive command (login, logout, doctor, store, proxy) tells the person what is wrong,
+ *   - an interactive command (login, logout, doctor, store, proxy, config, import) tells the person what is wrong,
  *     with its usage, on stderr, and exits 64;
- *   - a scheduler-facing command (token, status, ensure, run, keepalive) fails with a configuration
+ *   - a scheduler-facing command (token, headers, status, ensure, run, keepalive) fails with a configuration
  *     error, exit 78: a job's command line is its configuration, so a scheduler only ever sees 0,
  *     75, 77 or 78.
  * A command states its policy once, where it is declared (interactiveCommand, scheduledCommand);

@@ -2,7 +2,7 @@
  * The fast path of `tokenkeeper token NAME` and `tokenkeeper headers NAME`: the commands that a
  * headersHelper, `$(tokenkeeper token NAME)` and racing cron jobs start again and again. bin.ts
  * asks here first; the build bundles this module and everything it imports into one file
- * (scripts/bundle-fast-path.mjs), so the common call loads two module files instead of twenty.
+ * (scripts/bundle-bin.mjs), so the common call loads two module files instead of twenty.
  *
  * It answers only the plain success: a token the file store holds fresh (the manager's own
  * decision, same policy), for a command line without options other than `--json`. Everything

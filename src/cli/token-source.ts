@@ -3,8 +3,9 @@
  *
  * A token the store holds fresh (by the manager's own view: the same decision it makes, and for
  * a grant not known to be dead) is printed after one store read: the token manager,
- * notifications and the events log are not even loaded, so these commands start about as fast
- * as Node itself (bench/cli-startup.ts). Anything else (a refresh due, a dead grant to report
+ * notifications and the events log are not even loaded. (The quickest answer of all comes before
+ * this module loads: bin.ts's fast path, fast-token.ts, for the file store; bench/cli-startup.ts.)
+ * Anything else (a refresh due, a dead grant to report
  * and announce, a token from inside `tokenkeeper run`) takes the full path through the manager,
  * imported only then.
  */

@@ -5,9 +5,10 @@
  * caller), refreshes unless someone else already did, backs off while failures last, and ends
  * cleanly: on stop(), when a human is needed, or (when `wanted` says so) once nobody uses it.
  *
- * Every wait is bounded: one sleep is at most `maxSleepMs` (a token another process wrote is
- * noticed that soon), a refresh is bounded by the manager's own retry deadline, and stop()
- * aborts both. Time comes from the manager's clock, so tests drive it with a ManualClock.
+ * Every wait is bounded: one sleep is at most `maxSleepMs` (the view is looked at again that
+ * soon), a refresh is bounded by the manager's own retry deadline, and stop() aborts both. A
+ * token another process wrote is taken when the refresh comes due: the manager reads the store
+ * again under its lock before sending anything. Time comes from the manager's clock, so tests drive it with a ManualClock.
  *
  * It reports only changes of verdict (failing while the token is still usable, failing and
  * unusable, recovered, human needed); surfaces translate them into skip records, JSON-RPC
@@ -54,7 +55,7 @@ export interface KeeperOptions {
    * ("idle") without refreshing. Default: always wanted.
    */
   wanted?: () => boolean;
-  /** Longest single sleep (default 60 s): a token written by another process is noticed this soon. */
+  /** Longest single sleep (default 60 s): the view is looked at again at least this often. */
   maxSleepMs?: number;
   /** At most one refresh attempt per this interval, whatever lifetime the server grants (default 1 s). */
   minIntervalMs?: number;
