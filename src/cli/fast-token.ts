@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Clock, systemClock } from "../core/clock.js";
 import { CONNECTOR_NAME, type ConnectorRecord, parseRecord } from "../core/record.js";
-import { achievableMinTtl, DEFAULT_VIEW_POLICY, freshnessOf } from "../manager/view.js";
+import { DEFAULT_VIEW_POLICY, freshStoredTokens } from "../manager/view.js";
 import { isB64Token } from "../oauth/token-response.js";
 import { privacyProblem } from "../store/privacy.js";
 import { defaultStateDir } from "../store/state-dir.js";
@@ -113,12 +113,9 @@ export function fastAnswer(
     const dir = fileStoreDir(env);
     if (dir === null) return null;
     const record = readRecord(dir, req.name, uid);
-    const tokens = record.tokens;
-    if (!tokens || record.state.health === "reauth_required") return null;
-    // Exactly the check cliAccessToken makes before it would load the manager.
-    const effective = achievableMinTtl(record, 0, DEFAULT_VIEW_POLICY);
-    if (effective !== 0) return null;
-    if (freshnessOf(record, clock.now(), effective, DEFAULT_VIEW_POLICY) !== "fresh") return null;
+    // Exactly the check cliAccessToken makes before it would load the manager (no --min-ttl here).
+    const tokens = freshStoredTokens(record, clock.now(), 0, DEFAULT_VIEW_POLICY);
+    if (!tokens) return null;
     const value = tokens.accessToken.reveal();
     if (!isB64Token(value)) return null;
     return tokenOutput(req.command, req.json, {

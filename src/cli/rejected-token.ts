@@ -11,6 +11,7 @@
  */
 import { timeoutSignal } from "../core/clock.js";
 import { Secret } from "../core/secret.js";
+import { isB64Token } from "../oauth/token-response.js";
 import { UsageError } from "./args.js";
 import type { CliContext } from "./context.js";
 
@@ -25,7 +26,7 @@ export async function readRejectedToken(ctx: Pick<CliContext, "stdin" | "clock">
   // RFC 6750 §2.1: b64token characters only; whitespace around it (a trailing newline) is fine.
   const token = text.trim();
   if (!token) throw new UsageError(`--rejected got no token on stdin; ${HOW}`);
-  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token))
+  if (!isB64Token(token))
     throw new UsageError("--rejected: stdin does not hold one bearer token (RFC 6750 characters only)");
   return new Secret(token);
 }

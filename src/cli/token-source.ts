@@ -13,7 +13,7 @@ import { formatDuration } from "../core/duration.js";
 import { ConfigError, ProtocolError } from "../core/errors.js";
 import { assertConnectorName } from "../core/record.js";
 import { Secret } from "../core/secret.js";
-import { achievableMinTtl, DEFAULT_VIEW_POLICY, freshnessOf } from "../manager/view.js";
+import { achievableMinTtl, DEFAULT_VIEW_POLICY, freshStoredTokens } from "../manager/view.js";
 import { isB64Token } from "../oauth/token-response.js";
 import { durationFlag, type FlagOptions, parseFlags } from "./args.js";
 import type { CliContext } from "./context.js";
@@ -104,15 +104,10 @@ export async function cliAccessToken(
         `tokenkeeper: warning: "${name}" gets ${formatDuration(lifetime)} tokens from its server; --min-ttl ${formatDuration(minTtlMs)} lowered to ${formatDuration(effective)}\n`,
       );
     }
-    if (
-      !rejected &&
-      record &&
-      tokens &&
-      record.state.health !== "reauth_required" &&
-      freshnessOf(record, ctx.clock.now(), effective, DEFAULT_VIEW_POLICY) === "fresh"
-    ) {
-      return { token: tokens.accessToken, tokenType: tokens.tokenType, expiresAt: tokens.expiresAt };
-    }
+    const fresh = rejected
+      ? null
+      : freshStoredTokens(record, ctx.clock.now(), effective, DEFAULT_VIEW_POLICY);
+    if (fresh) return { token: fresh.accessToken, tokenType: fresh.tokenType, expiresAt: fresh.expiresAt };
   } finally {
     await store.close();
   }

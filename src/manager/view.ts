@@ -4,7 +4,7 @@
  * options (TokenManager.view), so every surface sees the same refresh-ahead window and expiry
  * margin instead of re-deriving them. No I/O, time is a parameter.
  */
-import type { ConnectorRecord, Health } from "../core/record.js";
+import type { ConnectorRecord, Health, TokenSet } from "../core/record.js";
 import {
   achievableMinTtlMs,
   DEFAULT_REFRESH_AHEAD_MS,
@@ -203,4 +203,19 @@ export function freshnessOf(
   policy: ViewPolicy,
 ): Freshness {
   return record ? freshness(record.tokens, now, minTtlMs, aheadMsFor(record, policy)) : "stale";
+}
+
+/**
+ * The stored token set a one-shot command may print without loading a manager: fresh for
+ * `minTtlMs` (already capped with achievableMinTtl) by the manager's own decision, of a grant not
+ * known to be dead. Null when the manager has to decide (a refresh due, a verdict to report).
+ */
+export function freshStoredTokens(
+  record: ConnectorRecord | undefined,
+  now: number,
+  minTtlMs: number,
+  policy: ViewPolicy,
+): TokenSet | null {
+  if (!record?.tokens || record.state.health === "reauth_required") return null;
+  return freshnessOf(record, now, minTtlMs, policy) === "fresh" ? record.tokens : null;
 }

@@ -5,7 +5,7 @@
  * which builds the Store contract on the few primitives each server provides. One place, so the
  * two backends cannot drift apart on anything a user sees.
  */
-import { randomBytes } from "node:crypto";
+
 import { type Clock, systemClock } from "../core/clock.js";
 import {
   ConfigError,
@@ -14,6 +14,7 @@ import {
   StoreKeyError,
   StoreUnavailableError,
 } from "../core/errors.js";
+import { randomHex } from "../core/random.js";
 import { assertConnectorName, type ConnectorRecord } from "../core/record.js";
 import {
   type Keyring,
@@ -248,7 +249,7 @@ export abstract class NetworkStoreBase implements Store {
   async lock(name: string, options: LockOptions): Promise<StoreLock> {
     assertConnectorName(name);
     const leaseMs = leaseMsOf(options.leaseMs);
-    const token = randomBytes(16).toString("hex");
+    const token = randomHex(16);
     const poll = {
       name,
       waitMs: options.waitMs,
