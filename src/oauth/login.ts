@@ -221,7 +221,7 @@ export function dynamicClientFits(
   previous: ConnectorRecord,
   issuer: string,
   flow: LoginFlow,
-  callback: { host?: CallbackHost; path?: string },
+  callback: { host?: CallbackHost; path?: string; port?: number },
 ): boolean {
   const client = previous.client;
   if (client.kind !== "dynamic" || previous.server.issuer !== issuer) return false;
@@ -233,6 +233,8 @@ export function dynamicClientFits(
   if (!target || BROWSER_BLOCKED_PORTS.has(target.port)) return false;
   if (callback.host !== undefined && callback.host !== target.host) return false;
   if (callback.path !== undefined && callback.path !== target.path) return false;
+  // An explicit port (0: any) other than the registered one needs a redirect URI of its own.
+  if (callback.port !== undefined && callback.port !== 0 && callback.port !== target.port) return false;
   return true;
 }
 
@@ -348,6 +350,7 @@ export async function authorize(request: LoginRequest, deps: LoginDeps): Promise
     const callbackWish = {
       ...(request.callbackHost ? { host: request.callbackHost } : {}),
       ...(request.callbackPath ? { path: request.callbackPath } : {}),
+      ...(request.callbackPort !== undefined ? { port: request.callbackPort } : {}),
     };
     // Listener first for a reused dynamic client: its registered port must be free, else a new
     // registration on another port is the way on.
@@ -367,7 +370,7 @@ export async function authorize(request: LoginRequest, deps: LoginDeps): Promise
       try {
         listener = await start({
           host: target.host,
-          port: request.callbackPort ?? target.port,
+          port: target.port,
           path: target.path,
         });
       } catch (error) {

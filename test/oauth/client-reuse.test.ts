@@ -113,6 +113,18 @@ describe("re-login reuses the client registration", () => {
   });
 });
 
+describe("callback port", () => {
+  it("a different --callback-port than the registration's registers anew, on that port", async () => {
+    await login(request({ name: "ported" }), deps());
+    const port = await freePort();
+    const redirects: string[] = [];
+    const second = await login(request({ name: "ported", callbackPort: port }), deps([], redirects));
+    assert.equal(bed.as.counters.registrations, 2);
+    assert.equal(redirects[0], `http://127.0.0.1:${port}/callback`);
+    assert.ok(await mcpAccepts(bed.mcpUrl, second.record.tokens!.accessToken.reveal()));
+  });
+});
+
 describe("callback host and path", () => {
   it("matches a client pre-registered for mcp-remote (http://localhost:PORT/oauth/callback), listening on 127.0.0.1", async () => {
     const port = await freePort();
