@@ -6,7 +6,7 @@
  */
 import { ConfigError, LoginError, ProtocolError, TransientError } from "../core/errors.js";
 import type { ClientRegistration, TokenEndpointAuthMethod } from "../core/record.js";
-import { type Secret, scrubText, secretOrUndefined } from "../core/secret.js";
+import { type Secret, scrubServerText, secretOrUndefined } from "../core/secret.js";
 import type { DiscoveryDeps } from "./discovery.js";
 import { assertSecureUrl, boundedFetch, describeUrl, parseRetryAfter } from "./http.js";
 import {
@@ -206,7 +206,10 @@ export async function registerDynamicClient(
     try {
       const parsed = registrationErrorSchema.safeParse(JSON.parse(await response.text()));
       if (parsed.success) {
-        detail = `: ${parsed.data.error}${parsed.data.error_description ? ` (${scrubText(parsed.data.error_description, 200)})` : ""}`;
+        // Server-chosen text: no controls, bounded, and no credential-shaped value (a registration
+        // sends no secret of ours, so there is no exact value to remove).
+        const { error, error_description: description } = parsed.data;
+        detail = `: ${scrubServerText(error, [], 64)}${description ? ` (${scrubServerText(description, [], 200)})` : ""}`;
       }
     } catch {
       // Not an RFC 7591 §3.2.2 error body; the status says enough.

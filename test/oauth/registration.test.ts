@@ -106,6 +106,25 @@ describe("dynamic client registration (RFC 7591)", () => {
     );
   });
 
+  it("keeps control characters and length out of the server's error code", async () => {
+    const { metadata } = await registrar(() => ({
+      status: 400,
+      json: {
+        error: `invalid_client_metadata\u001b[2K\r${"x".repeat(500)}`,
+        error_description: "no\nsecond line",
+      },
+    }));
+    await assert.rejects(
+      registerDynamicClient(metadata, { flow: "browser", redirectUri: "http://127.0.0.1:1/callback" }, deps),
+      (e: TokenkeeperError) => {
+        for (const c of ["\u001b", "\r", "\n"]) assert.ok(!e.message.includes(c), JSON.stringify(e.message));
+        assert.ok(e.message.length < 400, e.message);
+        assert.match(e.message, /invalid_client_metadata/);
+        return true;
+      },
+    );
+  });
+
   it("validates the registration response", async () => {
     const { metadata } = await registrar(() => ({ status: 201, json: { client_secret: "x" } }));
     await assert.rejects(
