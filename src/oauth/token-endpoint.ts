@@ -21,6 +21,7 @@ import { SentSecrets } from "./sent-secrets.js";
 import {
   estimateClockSkew,
   InvalidTokenResponseError,
+  SKEW_RESOLUTION_MS,
   type TokenResponseLike,
   tokenResponseProblem,
   tokenSetFromResponse,
@@ -77,6 +78,12 @@ export function oauthClientFor(record: ConnectorRecord): {
     client_id: record.client.clientId,
     token_endpoint_auth_method: record.client.tokenEndpointAuthMethod,
   };
+  // oauth4webapi dates what it signs (a private_key_jwt assertion's iat, nbf, exp) by this
+  // machine's clock plus this: the server's measured clock, so a server running behind does
+  // not refuse an assertion "not valid yet". Below the measurement's resolution, none.
+  const skewMs = record.state.clockSkewMs;
+  if (skewMs !== undefined && Math.abs(skewMs) >= SKEW_RESOLUTION_MS)
+    client[oauth.clockSkew] = Math.round(skewMs / 1000);
   const secret = record.client.clientSecret?.reveal();
   let auth: oauth.ClientAuth;
   switch (record.client.tokenEndpointAuthMethod) {

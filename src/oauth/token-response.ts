@@ -192,7 +192,7 @@ export interface ExpiryInput {
 }
 
 /** Skews smaller than this are within what estimateClockSkew can resolve: treated as none. */
-const SKEW_RESOLUTION_MS = 2_000;
+export const SKEW_RESOLUTION_MS = 2_000;
 
 /** Corrections smaller than this are within the skew measurement's resolution: not worth showing. */
 const DISPLAY_RESOLUTION_MS = 1_000;

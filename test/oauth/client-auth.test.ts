@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/core/errors.js";
 import { basicCredentials, formEncode, loadSigningKey } from "../../src/oauth/client-auth.js";
+import { oauthClientFor } from "../../src/oauth/token-endpoint.js";
+import { makeRecord } from "../support/fixtures.js";
 
 /** What a server that decodes the Basic credentials (RFC 6749 §2.3.1) sees. */
 function decoded(header: string): [string, string] {
@@ -78,6 +80,43 @@ describe("private_key_jwt signing keys", () => {
         generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }),
       );
       await assert.rejects(loadSigningKey(pub), ConfigError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("private_key_jwt assertions on the server's clock", () => {
+  it("dates iat/nbf/exp by the measured skew (a server 65 s behind gets an assertion valid on its clock), none below the resolution", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tk-assert-"));
+    try {
+      const file = join(dir, "key.pem");
+      const pair = generateKeyPairSync("ec", { namedCurve: "P-256" });
+      writeFileSync(file, pair.privateKey.export({ type: "pkcs8", format: "pem" }));
+      const iatFor = async (clockSkewMs: number | undefined) => {
+        const base = makeRecord("pkjwt");
+        const record = makeRecord("pkjwt", {
+          grant: "client_credentials",
+          client: {
+            kind: "preregistered",
+            clientId: "svc",
+            tokenEndpointAuthMethod: "private_key_jwt",
+            privateKeyFile: file,
+          },
+          state: { ...base.state, ...(clockSkewMs !== undefined ? { clockSkewMs } : {}) },
+        });
+        const ctx = oauthClientFor(record);
+        const body = new URLSearchParams();
+        await ctx.auth(ctx.as, ctx.client, body, new Headers());
+        const payload = body.get("client_assertion")!.split(".")[1]!;
+        const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
+        assert.equal(claims.nbf, claims.iat);
+        return claims.iat as number;
+      };
+      const now = Math.floor(Date.now() / 1000);
+      assert.ok(Math.abs((await iatFor(undefined)) - now) <= 2);
+      assert.ok(Math.abs((await iatFor(1_000)) - now) <= 2, "below the resolution: no correction");
+      assert.ok(Math.abs((await iatFor(-65_000)) - (now - 65)) <= 2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
