@@ -79,6 +79,8 @@ export async function cliAccessToken(
       const answer = await fetchRunToken(run, name, {
         clock: ctx.clock,
         minTtlMs,
+        // The documented bound on the whole wait holds here too (else the endpoint's own 45 s).
+        ...(flags.timeout !== undefined ? { timeoutMs: durationFlag("--timeout", flags.timeout) } : {}),
         ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
         ...(rejected ? { rejected } : {}),
       });

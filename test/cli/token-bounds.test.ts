@@ -103,4 +103,30 @@ describe("tokenkeeper token: bounded waits", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(h.bed.as.counters.rejectedRefreshTokens, 0);
   });
+  it("inside `tokenkeeper run`, --timeout bounds the wait for the run's endpoint too", async () => {
+    // A run endpoint that takes the request and never answers (a run stuck on its own refresh).
+    const held: import("node:http").ServerResponse[] = [];
+    const { createServer } = await import("node:http");
+    const server = createServer((_req, res) => void held.push(res));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as import("node:net").AddressInfo;
+    try {
+      const started = Date.now();
+      const r = await h.cli(["token", "fresh", "--timeout", "1s"], {
+        env: {
+          ...h.env,
+          TOKENKEEPER_RUN_URL: `http://127.0.0.1:${port}/`,
+          TOKENKEEPER_RUN_SECRET: "s".repeat(32),
+        },
+      });
+      const ms = Date.now() - started;
+      assert.equal(r.code, 75, r.stderr);
+      assert.equal(r.stdout, "");
+      assert.ok(ms < 5_000, `answered after ${ms} ms`);
+      assert.match(r.stderr, /timed out after 1000 ms/);
+    } finally {
+      for (const res of held) res.destroy();
+      server.close();
+    }
+  });
 });
