@@ -5,7 +5,7 @@
  */
 import * as oauth from "oauth4webapi";
 import type { Clock } from "../core/clock.js";
-import { ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
+import { ConfigError, ProtocolError, TokenkeeperError, TransientError } from "../core/errors.js";
 import type { ConnectorRecord, TokenSet } from "../core/record.js";
 import { scrubText } from "../core/secret.js";
 import { clientSecretBasic, privateKeyJwt } from "./client-auth.js";
@@ -95,7 +95,12 @@ export function oauthClientFor(record: ConnectorRecord): {
       auth = oauth.ClientSecretPost(secret ?? "");
       break;
     case "private_key_jwt":
-      auth = privateKeyJwt(record.client.privateKeyFile ?? "");
+      if (!record.client.privateKeyFile)
+        throw new ConfigError(
+          `connector "${record.name}" authenticates with private_key_jwt but names no key file; log in again with --private-key-file FILE`,
+          { connector: record.name, field: "private_key_file" },
+        );
+      auth = privateKeyJwt(record.client.privateKeyFile);
       break;
     default:
       auth = oauth.None();

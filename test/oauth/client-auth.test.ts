@@ -117,6 +117,14 @@ describe("private_key_jwt assertions on the server's clock", () => {
       assert.ok(Math.abs((await iatFor(undefined)) - now) <= 2);
       assert.ok(Math.abs((await iatFor(1_000)) - now) <= 2, "below the resolution: no correction");
       assert.ok(Math.abs((await iatFor(-65_000)) - (now - 65)) <= 2);
+      // A record that names no key file is a configuration error that says so, not "ENOENT ''".
+      const keyless = makeRecord("keyless", {
+        client: { kind: "preregistered", clientId: "svc", tokenEndpointAuthMethod: "private_key_jwt" },
+      });
+      assert.throws(
+        () => oauthClientFor(keyless),
+        (e: unknown) => e instanceof ConfigError && /names no key file/.test(e.message),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
