@@ -85,6 +85,14 @@ export function scrubText(text: string, maxLength = 500): string {
 }
 
 /**
+ * application/x-www-form-urlencoded (URL Standard §5.2) of one value: how a credential goes into
+ * a form body or a Basic header (oauth/client-auth.ts), so also a spelling scrubServerText removes.
+ */
+export function formEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
+}
+
+/**
  * Control characters (C0, DEL, C1) and the Unicode format characters that reorder or hide text
  * (bidi overrides and isolates, zero-width characters, line/paragraph separators): server text
  * must not rewrite a terminal line, forge a log line or a second JSON field, or hide a value.
@@ -113,7 +121,7 @@ export function scrubServerText(text: string, sent: Iterable<string>, maxLength 
     if (typeof value !== "string" || value.length < MIN_SCRUBBED_LENGTH) continue;
     spellings.add(value);
     spellings.add(encodeURIComponent(value));
-    spellings.add(new URLSearchParams({ v: value }).toString().slice(2));
+    spellings.add(formEncode(value));
   }
   // Longest first: a value that contains another is replaced whole.
   for (const s of [...spellings].sort((a, b) => b.length - a.length)) {

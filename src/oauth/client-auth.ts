@@ -20,12 +20,10 @@ import { readFile } from "node:fs/promises";
 import * as oauth from "oauth4webapi";
 import { ConfigError, LoginError } from "../core/errors.js";
 import type { ClientRegistration } from "../core/record.js";
+import { formEncode } from "../core/secret.js";
 import type { AuthorizationServerMetadata } from "./metadata-schemas.js";
 
-/** application/x-www-form-urlencoded (URL Standard §5.2) of one value. */
-export function formEncode(value: string): string {
-  return new URLSearchParams({ v: value }).toString().slice(2);
-}
+export { formEncode } from "../core/secret.js";
 
 /** The Authorization header value for client_secret_basic. */
 export function basicCredentials(clientId: string, secret: string): string {
