@@ -45,7 +45,8 @@ export interface LoopbackOptions {
   host?: CallbackHost;
   /**
    * Judges the response before the browser is answered, so the page can tell the person
-   * whether it worked. Called once, for the first request on the callback path.
+   * whether it worked. Called for each request on the callback path until one is not ignored
+   * (a request with another login's state is answered and the wait goes on).
    */
   describe?: (params: URLSearchParams) => CallbackPage;
 }
