@@ -15,6 +15,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { achievableMinTtlMs, expiryMarginMs, refreshWindowMs } from "../../src/manager/refresh-policy.js";
 import { skipRecordSchema } from "../../src/surfaces/skip-record.js";
 import { type Harness, jsonLines, startHarness, startWebhook, waitFor } from "./unattended-harness.js";
 
@@ -175,10 +176,19 @@ describe("tokenkeeper run", () => {
     // 9 s of 3 s tokens: at least three distinct tokens were used, all of them accepted.
     assert.ok(s.distinctTokens >= 3, `${s.distinctTokens} tokens`);
     const made = h.bed.as.counters.refreshGrantsSucceeded - refreshes;
-    // A 3 s token is renewed once it is 1.2 s old (lifetime − 0.3 s margin − 1.5 s window): at
-    // least one refresh per lifetime of the command's 9 s, and never more than one per 1.2 s of
-    // the whole run (measured, since a loaded machine stretches it), plus the first and last.
-    const most = Math.ceil(elapsedMs / 1_200) + 2;
+    // At least one refresh per 3 s lifetime of the command's 9 s, and no refresh storm: at most
+    // one per the shortest spacing the policy allows, over the whole run (measured, since a
+    // loaded machine stretches it), plus the first and last. That spacing is the age at which a
+    // caller needing the run's --min-ttl (capped to what the token can give) gets a refresh, for
+    // the shortest token the manager can see: a 3 s JWT whose `exp` (whole seconds, and the
+    // expiry every decision uses) leaves 2 s after it arrives.
+    const shortest = { obtainedAt: 0, expiresAt: 2_000 };
+    const spacing =
+      shortest.expiresAt -
+      expiryMarginMs(shortest) -
+      refreshWindowMs(shortest) -
+      achievableMinTtlMs(shortest, 30_000);
+    const most = Math.ceil(elapsedMs / spacing) + 2;
     assert.ok(
       made >= 3 && made <= most,
       `${made} refreshes in ${elapsedMs} ms of 3 s tokens (at most ${most})`,
